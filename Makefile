@@ -42,7 +42,11 @@ test: setup
 lint: setup
 	$(BIN)/ruff check core daemons tests bench
 	$(BIN)/ruff format --check core daemons tests bench
-	$(BIN)/mypy core daemons
+	@# mypy cannot follow the editable install's core/ -> straxd.core mapping; give it a tree.
+	@mkdir -p build/typecheck/straxd
+	@ln -sfn ../../../core build/typecheck/straxd/core
+	@ln -sfn ../../../daemons build/typecheck/straxd/daemons
+	MYPYPATH=build/typecheck $(BIN)/mypy -p straxd.core -p straxd.daemons
 
 format: setup
 	$(BIN)/ruff check --fix core daemons tests bench

@@ -15,6 +15,7 @@ FORBIDDEN = ("strax", "straxen", "secantus")
 # Imports every straxd module, then reports which forbidden top-level packages got imported.
 _IMPORT_ALL = """
 import importlib, json, pkgutil, sys
+FORBIDDEN = ("strax", "straxen", "secantus")
 import straxd.core, straxd.daemons
 names = []
 for pkg in (straxd.core, straxd.daemons):
@@ -22,9 +23,9 @@ for pkg in (straxd.core, straxd.daemons):
     for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
         importlib.import_module(info.name)
         names.append(info.name)
-loaded = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+loaded = sorted({m.split(".")[0] for m in sys.modules} & set(FORBIDDEN))
 print(json.dumps({"modules": names, "forbidden": loaded}))
-""" % (FORBIDDEN,)
+"""
 
 
 def _import_all(python: str) -> dict[str, list[str]]:
@@ -54,7 +55,9 @@ class TestImports:
         for path in [*REPO.joinpath("core").rglob("*.py"), *REPO.joinpath("daemons").rglob("*.py")]:
             for lineno, line in enumerate(path.read_text().splitlines(), start=1):
                 stripped = line.strip()
-                if stripped.startswith(("from core", "import core", "from daemons", "import daemons")):
+                if stripped.startswith(
+                    ("from core", "import core", "from daemons", "import daemons")
+                ):
                     offenders.append(f"{path.relative_to(REPO)}:{lineno}")
         assert offenders == []
 

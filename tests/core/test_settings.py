@@ -77,7 +77,7 @@ class TestBadSettings:
         """A broken TOML file gives an error naming the file."""
         cfg = tmp_path / "broken.toml"
         cfg.write_text("runs_db = \n")
-        with pytest.raises(ConfigInvalid, match="broken.toml"):
+        with pytest.raises(ConfigInvalid, match=r"broken\.toml"):
             load_settings(cfg)
 
     def test_missing_settings_file(self, tmp_path: Path) -> None:
@@ -96,7 +96,9 @@ class TestUriFile:
     def test_reads_both_uris(self, tmp_path: Path) -> None:
         """key = value lines give the runs and daq URIs."""
         f = tmp_path / "uri"
-        f.write_text("# creds\nmongo_uri = mongodb://u:p@h:1/\ndaq_mongo_uri = mongodb://u:p@d:2/\n")
+        f.write_text(
+            "# creds\nmongo_uri = mongodb://u:p@h:1/\ndaq_mongo_uri = mongodb://u:p@d:2/\n"
+        )
         f.chmod(0o600)
         s = load_settings(mongo_uri_file=f)
         assert s.runs_uri() == "mongodb://u:p@h:1/"
