@@ -236,15 +236,19 @@ def _edit_meta(folder: Path, **changes: Any) -> None:
     _meta_path(folder).write_text(json.dumps(meta))
 
 
+def _open_and_load(folder: Path, load: bool) -> None:
+    stored = open_data(folder)
+    if load:
+        stored.load_all()
+
+
 class TestBadInput:
     """Each problem gives an error naming the file; reading never changes anything."""
 
     def _assert_fails(self, folder: Path, match: str, load: bool = True) -> None:
         before = _snapshot(folder)
         with pytest.raises(Exception, match=match) as info:
-            stored = open_data(folder)
-            if load:
-                stored.load_all()
+            _open_and_load(folder, load)
         assert "things" in str(info.value)  # the file or folder is named
         assert _snapshot(folder) == before
 
