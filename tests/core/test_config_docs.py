@@ -94,14 +94,17 @@ class TestWatch:
             use_change_stream=use_change_stream,
         )
         first = await _next(events)
-        assert first.loaded is not None and first.loaded.missing
+        assert first.loaded is not None
+        assert first.loaded.missing
         coll = dbs.config_collection("restrax")
         await coll.insert_one({"name": "restrax_config", "max_workers": 7})
         second = await _next(events)
-        assert second.loaded is not None and second.loaded.config.max_workers == 7
+        assert second.loaded is not None
+        assert second.loaded.config.max_workers == 7
         await coll.update_one({"name": "restrax_config"}, {"$set": {"max_workers": "many"}})
         third = await _next(events)
-        assert third.error is not None and "max_workers" in str(third.error)
+        assert third.error is not None
+        assert "max_workers" in str(third.error)
         assert third.loaded is None
         stop.set()
         await events.aclose()

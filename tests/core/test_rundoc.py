@@ -64,8 +64,10 @@ class TestRunDocModel:
         back = doc.to_mongo()
         assert back["shifter_comment"] == RUN_DOC["shifter_comment"]
         assert back["daq_config"]["board_list"] == [{"link": 0, "crate": 1}]
-        assert doc.start is not None and doc.start.tzinfo == dt.UTC
-        assert doc.has_tag("hold-processing") and not doc.has_tag("abandon")
+        assert doc.start is not None
+        assert doc.start.tzinfo == dt.UTC
+        assert doc.has_tag("hold-processing")
+        assert not doc.has_tag("abandon")
         assert doc.run_id == "051234"
 
     def test_malformed_document_is_bad_input(self) -> None:
@@ -79,10 +81,8 @@ class TestRunDocModel:
         doc = await get_run(dbs.runs, 51234)
         assert doc is not None
         assert doc.start == dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
-        assert (
-            doc.model_extra is not None
-            and doc.model_extra["shifter_comment"]["text"] == "flaky PMT 12"
-        )
+        assert doc.model_extra is not None
+        assert doc.model_extra["shifter_comment"]["text"] == "flaky PMT 12"
         assert await get_run(dbs.runs, 1) is None
 
 
@@ -136,7 +136,8 @@ class TestDataEntries:
             "eb3",
             "processed",
         )
-        assert "location" not in record and record["at"].tzinfo is not None
+        assert "location" not in record
+        assert record["at"].tzinfo is not None
 
 
 class TestDaqLog:
