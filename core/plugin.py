@@ -10,12 +10,13 @@ updated with the lineage of every dependency, recursively.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from straxd.core.chunk import Chunk
 from straxd.core.errors import ConfigInvalid
 from straxd.core.lineage import deterministic_hash
 
@@ -119,6 +120,17 @@ class Plugin:
     def tracked_config(self) -> dict[str, Any]:
         """The options that enter the lineage, with their values."""
         return {o.name: self.config[o.name] for o in self.options if o.track}
+
+
+RunInPool = Callable[..., Awaitable[Any]]
+
+
+class SourcePlugin(Plugin):
+    """A plugin whose chunks come from outside (live_data), not from other data types."""
+
+    def stream(self, run_in_pool: RunInPool) -> AsyncIterator[dict[str, Chunk]]:
+        """Yield, chunk by chunk, one Chunk per provided type (blocking work via run_in_pool)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement stream")
 
 
 class Registry:

@@ -1,0 +1,223 @@
+"""The streaming pipeline: plugins in a DAG, stored as strax data, loaded back by strax."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import strax
+
+from straxd.core.chunk import Chunk
+from straxd.core.errors import ChunkError
+from straxd.core.filestore import FileStore
+from straxd.core.pipeline import Pipeline
+from straxd.core.plugin import Option, Plugin, Registry, RunInPool, SaveWhen, SourcePlugin
+from straxd.core.storage_read import Status, open_data, status_of
+
+RUN = "000007"
+PULSE = np.dtype(
+    [(("Start", "time"), np.int64), (("End", "endtime"), np.int64), (("Area", "area"), np.float64)]
+)
+AREA = np.dtype(
+    [
+        (("Start", "time"), np.int64),
+        (("End", "endtime"), np.int64),
+        (("Doubled", "double"), np.float64),
+    ]
+)
+GROUP = np.dtype(
+    [(("Start", "time"), np.int64), (("End", "endtime"), np.int64), (("N pulses", "n"), np.int32)]
+)
+CHUNK_NS = 10_000
+
+
+def make_pulses(n_chunks: int, seed: int = 0) -> list[np.ndarray]:
+    """Non-overlapping pulses, some in clusters, per 10 us chunk."""
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for i in range(n_chunks):
+        times = np.sort(
+            rng.choice(np.arange(i * CHUNK_NS, (i + 1) * CHUNK_NS - 50, 50), 40, replace=False)
+        )
+        data = np.zeros(len(times), PULSE)
+        data["time"], data["endtime"] = times, times + 20
+        data["area"] = rng.uniform(1, 10, len(times))
+        chunks.append(data)
+    return chunks
+
+
+class Pulses(SourcePlugin):
+    provides = ("pulses",)
+    compressor = "lz4"
+    rechunk_on_save = False
+    options = (Option("n_chunks", 5, "chunks", track=False), Option("fail_at", -1, "", track=False))
+
+    def infer_dtype(self) -> np.dtype[Any]:
+        return PULSE
+
+    async def stream(self, run_in_pool: RunInPool) -> AsyncIterator[dict[str, Chunk]]:
+        for i, data in enumerate(make_pulses(self.config["n_chunks"])):
+            if i == self.config["fail_at"]:
+                raise ChunkError(f"bad chunk {i}")
+            yield {"pulses": Chunk("pulses", "pulses", RUN, i * CHUNK_NS, (i + 1) * CHUNK_NS, data)}
+
+
+class Doubled(Plugin):
+    provides = ("doubled",)
+    depends_on = ("pulses",)
+    data_kind = "pulses"
+    version = "0.0.1"
+    compressor = "zstd"
+    options = (Option("factor", 2.0, "multiplier"),)
+
+    def infer_dtype(self) -> np.dtype[Any]:
+        return AREA
+
+    def compute(self, chunk_i: int, start: int, end: int, **inputs: np.ndarray) -> np.ndarray:
+        pulses = inputs["pulses"]
+        out = np.zeros(len(pulses), AREA)
+        out["time"], out["endtime"] = pulses["time"], pulses["endtime"]
+        out["double"] = pulses["area"] * self.config["factor"]
+        return out
+
+
+class Groups(Plugin):
+    """Groups pulses closer than 120 ns: needs context across chunk boundaries."""
+
+    provides = ("groups",)
+    depends_on = ("pulses", "doubled")
+    window_ns = (500, 500)
+    save_when = SaveWhen.EXPLICIT
+
+    def infer_dtype(self) -> np.dtype[Any]:
+        return GROUP
+
+    def compute(self, chunk_i: int, start: int, end: int, **inputs: np.ndarray) -> np.ndarray:
+        pulses = inputs["pulses"]
+        assert "double" in pulses.dtype.names  # same-kind inputs arrive merged
+        return group_pulses(pulses)
+
+
+def group_pulses(pulses: np.ndarray) -> np.ndarray:
+    """The reference answer: consecutive pulses less than 120 ns apart form one group."""
+    if not len(pulses):
+        return np.zeros(0, GROUP)
+    breaks = np.flatnonzero(pulses["time"][1:] - pulses["endtime"][:-1] >= 120) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(pulses)]])
+    out = np.zeros(len(starts), GROUP)
+    out["time"] = pulses["time"][starts]
+    out["endtime"] = pulses["endtime"][ends - 1]
+    out["n"] = ends - starts
+    return out
+
+
+def _registry(**config: Any) -> Registry:
+    return Registry([Pulses(config), Doubled(config), Groups(config)])
+
+
+async def _run(tmp_path: Path, targets: list[str], **config: Any) -> tuple[Pipeline, FileStore]:
+    registry = _registry(**config)
+    store = FileStore(tmp_path, RUN, fsync=False)
+    with ThreadPoolExecutor(2) as pool:
+        pipeline = Pipeline(registry, store, RUN, targets, pool)
+        await pipeline.run()
+    return pipeline, store
+
+
+class TestPipeline:
+    async def test_outputs_stored_and_strax_loads_them(self, tmp_path: Path) -> None:
+        """Every saved type is complete, contiguous, equal to the reference, loadable by strax."""
+        pipeline, store = await _run(tmp_path, ["groups"])
+        registry = pipeline.registry
+        pulses = np.concatenate(make_pulses(5))
+        doubled = strax.io.dry_load_files(
+            str(store.folder("doubled", registry.lineage_hash("doubled")))
+        )
+        np.testing.assert_array_equal(doubled["double"], pulses["area"] * 2)
+        groups = open_data(store.folder("groups", registry.lineage_hash("groups"))).load_all()
+        np.testing.assert_array_equal(groups, group_pulses(pulses))
+        stored = open_data(store.folder("pulses", registry.lineage_hash("pulses")))
+        assert [(c.start, c.end) for c in stored.iter_chunks()] == [
+            (i * CHUNK_NS, (i + 1) * CHUNK_NS) for i in range(5)
+        ]
+        report = pipeline.report.types
+        assert report["pulses"].rows == len(pulses)
+        assert report["groups"].saved and report["groups"].rows == len(groups)
+
+    async def test_explicit_type_not_saved_unless_target(self, tmp_path: Path) -> None:
+        """An EXPLICIT type computed on the way is not written."""
+        registry = _registry()
+
+        class Counter(Plugin):
+            provides = ("counter",)
+            depends_on = ("groups",)
+
+            def infer_dtype(self) -> np.dtype[Any]:
+                return GROUP
+
+            def compute(
+                self, chunk_i: int, start: int, end: int, **inputs: np.ndarray
+            ) -> np.ndarray:
+                return inputs["groups"]
+
+        registry = Registry([Pulses(), Doubled(), Groups(), Counter()])
+        store = FileStore(tmp_path, RUN, fsync=False)
+        with ThreadPoolExecutor(2) as pool:
+            pipeline = Pipeline(registry, store, RUN, ["counter"], pool)
+            await pipeline.run()
+        assert not store.has("groups", registry.lineage_hash("groups"))
+        assert store.has("counter", registry.lineage_hash("counter"))
+
+    async def test_stored_types_are_loaded_not_recomputed(self, tmp_path: Path) -> None:
+        """A second run loads what is stored; with everything stored there is nothing to do."""
+        await _run(tmp_path, ["doubled"])
+        second, store = await _run(tmp_path, ["groups"])
+        assert second.report.types["doubled"].origin == "loaded"
+        assert second.report.types["pulses"].origin == "loaded"
+        assert second.report.types["groups"].origin == "computed"
+        registry = _registry()
+        with ThreadPoolExecutor(1) as pool:
+            assert Pipeline(registry, store, RUN, ["groups"], pool).nothing_to_do
+
+    async def test_option_change_gives_new_folder(self, tmp_path: Path) -> None:
+        """A tracked option changes the lineage and so the folder; the old data stays."""
+        await _run(tmp_path, ["doubled"])
+        await _run(tmp_path, ["doubled"], factor=3.0)
+        folders = sorted(p.name for p in tmp_path.iterdir() if "-doubled-" in p.name)
+        assert len(folders) == 2
+
+    async def test_failure_leaves_broken_temp_outputs(self, tmp_path: Path) -> None:
+        """A failing source cancels everything; outputs stay _temp with the exception recorded."""
+        registry = _registry(fail_at=3)
+        store = FileStore(tmp_path, RUN, fsync=False)
+        with ThreadPoolExecutor(2) as pool, pytest.raises(ExceptionGroup) as info:
+            await Pipeline(registry, store, RUN, ["groups"], pool).run()
+        assert info.group_contains(ChunkError, match="bad chunk 3")
+        for data_type in ("pulses", "doubled", "groups"):
+            final = store.folder(data_type, registry.lineage_hash(data_type))
+            assert status_of(final) is None
+            assert status_of(final.with_name(final.name + "_temp")) is Status.BROKEN
+
+    async def test_progress_callback_sees_every_chunk(self, tmp_path: Path) -> None:
+        """on_chunk is called once per produced chunk, in order per type."""
+        seen: list[tuple[str, int]] = []
+        registry = _registry()
+        store = FileStore(tmp_path, RUN, fsync=False)
+        with ThreadPoolExecutor(2) as pool:
+            pipeline = Pipeline(
+                registry,
+                store,
+                RUN,
+                ["doubled"],
+                pool,
+                on_chunk=lambda t, c: seen.append((t, c.start)),
+            )
+            await asyncio.wait_for(pipeline.run(), 60)
+        assert [s for t, s in seen if t == "pulses"] == [i * CHUNK_NS for i in range(5)]
+        assert [s for t, s in seen if t == "doubled"] == [i * CHUNK_NS for i in range(5)]
