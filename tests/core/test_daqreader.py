@@ -136,7 +136,7 @@ class TestAgainstStraxen:
             times = list(range(CHUNK_NS - 3_000, CHUNK_NS + 50_000, 1100)) + list(
                 range(CHUNK_NS + 70_000, FULL_NS - 500, 1100)
             )
-            data = fragments(times + [2 * FULL_NS + 20])
+            data = fragments([*times, 2 * FULL_NS + 20])
         data = data[np.argsort(data["time"], kind="stable")]
         config = _config(tmp_path / "000001")
         write_run(config.run_dir, data, 3)
