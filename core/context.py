@@ -1,0 +1,66 @@
+"""Assembling the plugins for one run: the registry straxer and bootstrax's child use."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from straxd.core.daqreader import LiveRunConfig
+from straxd.core.errors import BadInput, ConfigInvalid
+from straxd.core.plugin import Plugin, Registry
+from straxd.core.records import PulseProcessing
+from straxd.core.sources import DAQReader
+from straxd.core.storage_read import open_data
+
+PLUGIN_CLASSES: tuple[type[Plugin], ...] = (DAQReader, PulseProcessing)
+# Options of the DAQReader that come from the run, never from the user.
+_RUN_OPTIONS = {"live_run", "run_id"}
+
+
+def known_options() -> set[str]:
+    """Every option name some plugin takes (straxen's names)."""
+    return {o.name for cls in PLUGIN_CLASSES for o in cls.options} - _RUN_OPTIONS
+
+
+def build_registry(
+    run_doc: Mapping[str, Any], live_dir: Path, config: Mapping[str, Any] | None = None
+) -> Registry:
+    """The plugins for one run, with user options applied (unknown names are refused)."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - known_options())
+    if unknown:
+        raise ConfigInvalid(f"unknown options {unknown}; known: {sorted(known_options())}")
+    live_run: LiveRunConfig | None
+    try:
+        live_run = LiveRunConfig.from_run_doc(live_dir, run_doc)
+    except BadInput:
+        live_run = None  # stored raw_records can still be processed; reading live_data cannot
+    run_id = f"{int(run_doc['number']):06d}"
+    plugins: list[Plugin] = [
+        DAQReader({**config, "live_run": live_run, "run_id": run_id}),
+        *(cls(config) for cls in PLUGIN_CLASSES if cls is not DAQReader),
+    ]
+    return Registry(plugins)
+
+
+def check_run_length(
+    raw_records_folder: Path, run_doc: Mapping[str, Any], tolerance_s: float = 5
+) -> str | None:
+    """The original's check: stored raw_records cover the run's duration within 5 s.
+
+    Returns None when it holds, else the reason.
+    """
+    start, end = run_doc.get("start"), run_doc.get("end")
+    if not isinstance(start, dt.datetime) or not isinstance(end, dt.datetime):
+        return "run document has no start and end to compare with"
+    metadata = open_data(raw_records_folder).metadata
+    covered_s = (metadata["end"] - metadata["start"]) / 1e9
+    expected_s = (end - start).total_seconds()
+    if abs(covered_s - expected_s) > tolerance_s:
+        return (
+            f"raw_records cover {covered_s:.1f} s but the run lasted {expected_s:.1f} s "
+            f"(tolerance {tolerance_s} s)"
+        )
+    return None

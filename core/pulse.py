@@ -1,0 +1,381 @@
+"""Pulse processing kernels: raw_records -> records, hits, pulse counts.
+
+Pure numba, GIL released, no IO. They follow strax 2.2.3's and straxen 4.0.0's operation order
+(including which values are float32 and which float64) so that results are bit-identical, not
+just close: the records of a run must not depend on which implementation processed it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from straxd.core.dtypes import HIT_DTYPE, record_dtype
+from straxd.core.errors import BadInput
+
+NO_RECORD_LINK = -1
+HITS_ONLY = 2  # strax ReductionLevel.HITS_ONLY
+NO_PULSE_COUNTS = -9999
+
+
+def pulse_count_dtype(n_channels: int) -> np.dtype[Any]:
+    """straxen's pulse_counts: one row per chunk with per-channel counts and areas."""
+    return np.dtype(
+        [
+            (("Start time of the chunk", "time"), np.int64),
+            (("End time of the chunk", "endtime"), np.int64),
+            (("Number of pulses", "pulse_count"), (np.int64, n_channels)),
+            (("Number of lone pulses", "lone_pulse_count"), (np.int64, n_channels)),
+            (
+                ("Integral of all pulses in ADC_count x samples", "pulse_area"),
+                (np.int64, n_channels),
+            ),
+            (
+                ("Integral of lone pulses in ADC_count x samples", "lone_pulse_area"),
+                (np.int64, n_channels),
+            ),
+            (("Average baseline", "baseline_mean"), (np.int16, n_channels)),
+            (("Average baseline rms", "baseline_rms_mean"), (np.float32, n_channels)),
+        ]
+    )
+
+
+@numba.njit(nogil=True, cache=True)
+def _check_overlaps(records: np.ndarray, last_end: np.ndarray) -> int:
+    for i in range(len(records)):
+        ch = records[i]["channel"]
+        if records[i]["time"] < last_end[ch]:
+            return i
+        last_end[ch] = records[i]["time"] + records[i]["length"] * records[i]["dt"]
+    return -1
+
+
+def check_overlaps(raw_records: np.ndarray, n_channels: int = 3000) -> None:
+    """Raise BadInput if a pulse starts before the previous one in its channel ended."""
+    if len(raw_records) and int(raw_records["channel"].max()) >= n_channels:
+        raise BadInput(f"channel {int(raw_records['channel'].max())} beyond {n_channels} channels")
+    last_end = np.zeros(n_channels, dtype=np.int64)
+    i = _check_overlaps(raw_records, last_end)
+    if i >= 0:
+        r = raw_records[i]
+        raise BadInput(
+            f"channel {int(r['channel'])}: a pulse starts at {int(r['time'])} ns, before the "
+            f"previous pulse in that channel ended ({int(last_end[r['channel']])} ns)"
+        )
+
+
+def raw_to_records(raw_records: np.ndarray) -> np.ndarray:
+    """records with the shared fields of raw_records copied (baseline i2 becomes f4)."""
+    samples = raw_records.dtype["data"].shape[0]
+    records = np.zeros(len(raw_records), dtype=record_dtype(samples))
+    for name in ("time", "length", "dt", "channel", "pulse_length", "record_i", "baseline", "data"):
+        records[name] = raw_records[name]
+    return records
+
+
+@numba.njit(nogil=True, cache=True)
+def zero_out_of_bounds(records: np.ndarray) -> None:
+    """Zero the samples beyond each record's length (in place)."""
+    if not len(records):
+        return
+    n = len(records[0]["data"])
+    for r in records:
+        if r["length"] < n:
+            r["data"][r["length"] :] = 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _baseline(
+    records: np.ndarray, baseline_samples: int, flip: bool, sloppy: bool, fallback: float
+) -> int:
+    """Baseline, flip and store; returns the index of a record missing its first fragment, or -1."""
+    if not len(records):
+        return -1
+    n_channels = records["channel"].max() + 1
+    last = np.zeros((n_channels, 2), dtype=np.float32)
+    seen_first = np.zeros(n_channels, dtype=np.bool_)
+    for i in range(len(records)):
+        d = records[i]
+        ch = d["channel"]
+        if d["record_i"] == 0:
+            seen_first[ch] = True
+            w = d["data"][:baseline_samples]
+            # float64 values for this record, float32 when reused by its later fragments
+            bl, rms = w.mean(), w.std()
+            last[ch, 0], last[ch, 1] = bl, rms
+        else:
+            bl, rms = last[ch, 0], last[ch, 1]
+            if not seen_first[ch]:
+                if not sloppy:
+                    return i
+                last[ch, 0], last[ch, 1] = fallback, fallback
+                bl, rms = last[ch, 0], np.nan
+        sign = -1 if flip else 1
+        for j in range(d["length"]):
+            d["data"][j] = sign * (d["data"][j] - int(bl))
+        d["baseline"] = bl
+        d["baseline_rms"] = rms
+    return -1
+
+
+def baseline(
+    records: np.ndarray,
+    baseline_samples: int = 40,
+    flip: bool = True,
+    allow_sloppy_chunking: bool = False,
+    fallback_baseline: float = 16000.0,
+) -> None:
+    """Baseline from the first samples of each pulse, subtracted (and flipped) in place."""
+    i = _baseline(records, baseline_samples, flip, allow_sloppy_chunking, fallback_baseline)
+    if i >= 0:
+        r = records[i]
+        raise BadInput(
+            f"channel {int(r['channel'])}: fragment {int(r['record_i'])} at {int(r['time'])} ns "
+            "has no first fragment to take the baseline from"
+        )
+
+
+@numba.njit(nogil=True, cache=True)
+def integrate(records: np.ndarray) -> None:
+    """Area of every record in place, the baseline's fractional part added back."""
+    for i in range(len(records)):
+        r = records[i]
+        records[i]["area"] = r["data"].sum() * 2 ** r["amplitude_bit_shift"] + int(
+            round((r["baseline"] % 1) * r["length"])
+        )
+
+
+@numba.njit(nogil=True, cache=True)
+def record_links(records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the previous and next record of the same pulse (-1 where there is none)."""
+    n = len(records)
+    previous = np.full(n, NO_RECORD_LINK, dtype=np.int32)
+    following = np.full(n, NO_RECORD_LINK, dtype=np.int32)
+    if not n:
+        return previous, following
+    n_channels = records["channel"].max() + 1
+    samples = len(records[0]["data"])
+    last_seen = np.full(n_channels, NO_RECORD_LINK, dtype=np.int32)
+    expected_start = np.zeros(n_channels, dtype=np.int64)
+    for i in range(n):
+        ch = records[i]["channel"]
+        if records[i]["record_i"] != 0 and records[i]["time"] == expected_start[ch]:
+            previous[i] = last_seen[ch]
+            following[last_seen[ch]] = i
+        last_seen[ch] = i
+        expected_start[ch] = records[i]["time"] + samples * records[i]["dt"]
+    return previous, following
+
+
+def _thresholds(values: float | np.ndarray | tuple[float, ...], n_channels: int) -> np.ndarray:
+    if isinstance(values, (tuple, list, np.ndarray)):
+        return np.asarray(values, dtype=np.float64)
+    return float(values) * np.ones(n_channels)
+
+
+def find_hits(
+    records: np.ndarray,
+    min_amplitude: float | np.ndarray | tuple[float, ...] = 15,
+    min_height_over_noise: float | np.ndarray | tuple[float, ...] = 0,
+) -> np.ndarray:
+    """Hits: maximal runs of samples at or above threshold within one record, in record order."""
+    if not len(records):
+        return np.zeros(0, dtype=HIT_DTYPE)
+    per_channel = [
+        v
+        for v in (min_amplitude, min_height_over_noise)
+        if isinstance(v, (tuple, list, np.ndarray))
+    ]
+    n_channels = len(per_channel[0]) if per_channel else int(records["channel"].max()) + 1
+    amplitude = _thresholds(min_amplitude, n_channels)
+    over_noise = _thresholds(min_height_over_noise, n_channels)
+    if int(records["channel"].max()) >= min(len(amplitude), len(over_noise)):
+        raise BadInput(
+            f"hit thresholds given for {len(amplitude)} channels, but records have "
+            f"channel {int(records['channel'].max())}"
+        )
+    n_hits = _count_hits(records, amplitude, over_noise)
+    hits = np.zeros(n_hits, dtype=HIT_DTYPE)
+    _fill_hits(records, amplitude, over_noise, hits)
+    return hits
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_hits(records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray) -> int:
+    n = 0
+    for r in records:
+        ch = r["channel"]
+        threshold = max(amplitude[ch], r["baseline_rms"] * over_noise[ch])
+        inside = False
+        for i in range(r["length"]):
+            above = r["data"][i] >= threshold
+            if above and not inside:
+                n += 1
+            inside = above
+    return n
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_hits(
+    records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray, hits: np.ndarray
+) -> None:
+    k = 0
+    for record_i in range(len(records)):
+        r = records[record_i]
+        ch = r["channel"]
+        threshold = max(amplitude[ch], r["baseline_rms"] * over_noise[ch])
+        n_samples = r["length"]
+        start = -1
+        area = 0
+        height = 0
+        max_time = 0
+        for i in range(n_samples + 1):
+            above = i < n_samples and r["data"][i] >= threshold
+            if above:
+                x = r["data"][i]
+                if start < 0:
+                    start = i
+                area += x
+                if x > height:
+                    height = x
+                    max_time = r["time"] + i * r["dt"]
+            elif start >= 0:
+                h = hits[k]
+                fraction = r["baseline"] % 1
+                h["threshold"] = threshold
+                h["left"] = start
+                h["right"] = i
+                h["time"] = r["time"] + start * r["dt"]
+                h["length"] = i - start
+                h["dt"] = r["dt"]
+                h["channel"] = ch
+                h["record_i"] = record_i
+                h["area"] = area + (i - start) * fraction
+                h["height"] = height + fraction
+                h["max_time"] = max_time
+                k += 1
+                start, area, height = -1, 0, 0
+
+
+def cut_outside_hits(
+    records: np.ndarray, hits: np.ndarray, left_extension: int = 2, right_extension: int = 15
+) -> np.ndarray:
+    """A copy of records with data zeroed except around hits (into neighbouring fragments)."""
+    if not len(records):
+        return records
+    result = np.zeros(len(records), dtype=records.dtype)
+    meta = [n for n in records.dtype.names or () if n not in ("data", "reduction_level")]
+    for name in meta:
+        result[name] = records[name]
+    result["reduction_level"] = HITS_ONLY
+    _cut_outside_hits(records, hits, result, left_extension, right_extension)
+    return result
+
+
+@numba.njit(nogil=True, cache=True)
+def _cut_outside_hits(
+    records: np.ndarray,
+    hits: np.ndarray,
+    result: np.ndarray,
+    left_extension: int,
+    right_extension: int,
+) -> None:
+    samples = len(records[0]["data"])
+    previous, following = record_links(records)
+    for h in hits:
+        i = h["record_i"]
+        start_keep = h["left"] - left_extension
+        end_keep = h["right"] + right_extension
+        a = max(0, start_keep)
+        b = min(records[i]["length"], end_keep)
+        if a < b:
+            result[i]["data"][a:b] = records[i]["data"][a:b]
+        if start_keep < 0 and previous[i] != NO_RECORD_LINK:
+            p = previous[i]
+            result[p]["data"][samples + start_keep :] = records[p]["data"][samples + start_keep :]
+        if end_keep > samples and following[i] != NO_RECORD_LINK:
+            q = following[i]
+            result[q]["data"][: end_keep - samples] = records[q]["data"][: end_keep - samples]
+
+
+def count_pulses(records: np.ndarray, n_channels: int) -> np.ndarray:
+    """straxen's pulse_counts of one chunk (no row when there are no records)."""
+    result = np.zeros(1 if len(records) else 0, dtype=pulse_count_dtype(n_channels))
+    if len(records):
+        if int(records["channel"].max()) >= n_channels:
+            raise BadInput(f"channel {int(records['channel'].max())} beyond {n_channels}")
+        _count_pulses(records, n_channels, result)
+    return result
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_pulses(records: np.ndarray, n_channels: int, result: np.ndarray) -> None:
+    count = np.zeros(n_channels, dtype=np.int64)
+    lone_count = np.zeros(n_channels, dtype=np.int64)
+    area = np.zeros(n_channels, dtype=np.int64)
+    lone_area = np.zeros(n_channels, dtype=np.int64)
+    in_lone = np.zeros(n_channels, dtype=np.bool_)
+    bl_sum = np.zeros(n_channels, dtype=np.float64)
+    rms_sum = np.zeros(n_channels, dtype=np.float64)
+    last_end = 0
+    next_start = 0
+    for i in range(len(records)):
+        r = records[i]
+        if i != len(records) - 1:
+            next_start = records[i + 1]["time"]
+        ch = r["channel"]
+        area[ch] += r["area"]
+        if r["record_i"] == 0:
+            count[ch] += 1
+            bl_sum[ch] += r["baseline"]
+            rms_sum[ch] += r["baseline_rms"]
+            pulse_end = r["time"] + r["pulse_length"] * r["dt"]
+            if r["time"] > last_end and pulse_end < next_start:
+                lone_count[ch] += 1
+                in_lone[ch] = True
+                lone_area[ch] += r["area"]
+            else:
+                in_lone[ch] = False
+            last_end = max(last_end, pulse_end)
+        elif in_lone[ch]:
+            lone_area[ch] += r["area"]
+    res = result[0]
+    res["pulse_count"][:] = count
+    res["lone_pulse_count"][:] = lone_count
+    res["pulse_area"][:] = area
+    res["lone_pulse_area"][:] = lone_area
+    means = bl_sum / count
+    means[np.isnan(means)] = NO_PULSE_COUNTS
+    res["baseline_mean"][:] = means
+    res["baseline_rms_mean"][:] = rms_sum / count
+
+
+def pulse_processing(
+    raw_records: np.ndarray,
+    start: int,
+    end: int,
+    *,
+    hit_min_amplitude: float | np.ndarray | tuple[float, ...],
+    n_tpc_pmts: int,
+    baseline_samples: int = 40,
+    save_outside_hits: tuple[int, int] = (3, 20),
+    check_raw_record_overlaps: bool = True,
+    allow_sloppy_chunking: bool = False,
+) -> dict[str, np.ndarray]:
+    """straxen PulseProcessing.compute with the software HE veto off (its default)."""
+    if check_raw_record_overlaps:
+        check_overlaps(raw_records, n_channels=3000)
+    r = raw_to_records(raw_records[raw_records["channel"] < n_tpc_pmts])
+    zero_out_of_bounds(r)
+    baseline(r, baseline_samples=baseline_samples, allow_sloppy_chunking=allow_sloppy_chunking)
+    integrate(r)
+    counts = count_pulses(r, n_tpc_pmts)
+    counts["time"], counts["endtime"] = start, end
+    if len(r):
+        hits = find_hits(r, min_amplitude=hit_min_amplitude)
+        left, right = save_outside_hits
+        r = cut_outside_hits(r, hits, left_extension=left, right_extension=right)
+        zero_out_of_bounds(r)
+    return {"records": r, "pulse_counts": counts, "veto_regions": np.zeros(0, dtype=HIT_DTYPE)}
