@@ -188,6 +188,8 @@ class Simulator:
         rng = np.random.default_rng([self.seed, chunk_i])
         photons, truth = self._photons(rng, start, end)
         photons = np.concatenate([self._carry, photons])
+        # The digitizers start at the run start: nothing before it, including pre-trigger samples.
+        photons = photons[photons["time"] >= (PRE_SAMPLES + 1) * SAMPLE_NS]
         photons = photons[np.lexsort((photons["time"], photons["channel"]))]
         first, last, _ = _pulse_bounds(photons["time"], photons["channel"], len(SPE_SHAPE))
         open_after = end - (PRE_SAMPLES + POST_SAMPLES + len(SPE_SHAPE)) * SAMPLE_NS

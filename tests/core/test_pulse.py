@@ -1,0 +1,183 @@
+"""Pulse processing against strax 2.2.3's functions and straxen 4.0.0's PulseProcessing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import strax
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from straxd.core import pulse
+from straxd.core.dtypes import raw_record_dtype
+from straxd.core.errors import BadInput
+from straxd.core.synth import Simulator
+from tests.oracle import REPO, STRAXEN_PYTHON
+
+
+@st.composite
+def raw_records(draw: st.DrawFn, max_pulses: int = 12) -> np.ndarray:
+    """Pulses of 1-400 samples cut into 110-sample fragments, baselines with noise, sorted."""
+    n_pulses = draw(st.integers(1, max_pulses))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    fragments = []
+    t_per_channel = {}
+    for _ in range(n_pulses):
+        channel = int(rng.integers(0, 6))
+        n = int(draw(st.integers(1, 400)))
+        t0 = t_per_channel.get(channel, 1_000_000) + int(rng.integers(0, 5000)) // 10 * 10
+        t_per_channel[channel] = t0 + ((n + 109) // 110) * 1100 + 10
+        base = float(draw(st.floats(15990, 16010)))
+        wave = rng.normal(base, draw(st.floats(0.5, 4)), n)
+        for _ in range(int(rng.integers(0, 4))):
+            where = int(rng.integers(0, n))
+            wave[where : where + 5] -= rng.uniform(5, 400)
+        wave = np.clip(np.round(wave), 0, 16383).astype(np.int16)
+        for i in range((n + 109) // 110):
+            f = np.zeros(1, raw_record_dtype())
+            part = wave[i * 110 : (i + 1) * 110]
+            f["time"], f["length"], f["dt"], f["channel"] = t0 + i * 1100, len(part), 10, channel
+            f["pulse_length"], f["record_i"] = n, i
+            f["data"][0, : len(part)] = part
+            fragments.append(f)
+    data = np.concatenate(fragments)
+    return data[np.lexsort((data["channel"], data["time"]))]
+
+
+def _strax_records(raw: np.ndarray) -> np.ndarray:
+    r = strax.raw_to_records(raw)
+    strax.zero_out_of_bounds(r)
+    strax.baseline(r)
+    strax.integrate(r)
+    return r
+
+
+def _our_records(raw: np.ndarray) -> np.ndarray:
+    r = pulse.raw_to_records(raw)
+    pulse.zero_out_of_bounds(r)
+    pulse.baseline(r)
+    pulse.integrate(r)
+    return r
+
+
+def _sort_hits(h: np.ndarray) -> np.ndarray:
+    return h[np.lexsort((h["left"], h["record_i"], h["channel"], h["time"]))]
+
+
+class TestAgainstStrax:
+    @settings(max_examples=120, deadline=None)
+    @given(raw=raw_records())
+    def test_records_identical(self, raw: np.ndarray) -> None:
+        """raw_to_records, baseline, integrate: every field bit-identical to strax."""
+        np.testing.assert_array_equal(_our_records(raw), _strax_records(raw))
+
+    @settings(max_examples=120, deadline=None)
+    @given(
+        raw=raw_records(),
+        thresholds=st.lists(st.integers(5, 40), min_size=6, max_size=6),
+        noise=st.sampled_from([0, 3]),
+    )
+    def test_hits_and_cut_identical(
+        self, raw: np.ndarray, thresholds: list[int], noise: int
+    ) -> None:
+        """find_hits (per-channel thresholds), record_links and cut_outside_hits equal strax's."""
+        ours, theirs = _our_records(raw), _strax_records(raw)
+        hits = pulse.find_hits(ours, np.array(thresholds, float), noise)
+        their_hits = strax.find_hits(theirs, np.array(thresholds, float), noise)
+        np.testing.assert_array_equal(_sort_hits(hits), _sort_hits(their_hits))
+        for a, b in zip(pulse.record_links(ours), strax.record_links(theirs), strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(
+            pulse.cut_outside_hits(ours, hits, 3, 20),
+            strax.cut_outside_hits(theirs, their_hits, 3, 20),
+        )
+
+    def test_documented_hit_example(self) -> None:
+        """Section 5.1's example: hits (1,3) area 51 height 30.5, (5,7), (9,10)."""
+        r = np.zeros(1, pulse.raw_to_records(np.zeros(0, raw_record_dtype())).dtype)
+        r["length"], r["dt"], r["baseline"] = 10, 10, 0.5
+        r["data"][0, :10] = [0, 20, 30, 10, 0, 15, 15, 0, 0, 20]
+        hits = pulse.find_hits(r, 15)
+        assert [(h["left"], h["right"]) for h in hits] == [(1, 3), (5, 7), (9, 10)]
+        assert (hits[0]["area"], hits[0]["height"]) == (51, 30.5)
+
+
+class TestBadInput:
+    def test_overlapping_pulses(self) -> None:
+        """A pulse starting inside the previous one of its channel names channel and times."""
+        raw = np.zeros(2, raw_record_dtype())
+        raw["time"], raw["length"], raw["dt"], raw["channel"] = [0, 500], 110, 10, 7
+        with pytest.raises(BadInput, match="channel 7: a pulse starts at 500 ns.*1100 ns"):
+            pulse.check_overlaps(raw)
+
+    def test_missing_first_fragment(self) -> None:
+        """A continuation fragment without its first fragment cannot be baselined."""
+        raw = np.zeros(1, raw_record_dtype())
+        raw["time"], raw["length"], raw["dt"], raw["channel"], raw["record_i"] = 0, 110, 10, 3, 1
+        records = pulse.raw_to_records(raw)
+        with pytest.raises(BadInput, match="channel 3: fragment 1 .* no first fragment"):
+            pulse.baseline(records)
+        pulse.baseline(pulse.raw_to_records(raw), allow_sloppy_chunking=True)
+
+
+@pytest.fixture(scope="module")
+def simulated_chunks(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[np.ndarray], list[list[int]]]:
+    """Three 1 s chunks of simulated raw_records (TPC channels), saved for the straxen run."""
+    folder = tmp_path_factory.mktemp("raw")
+    sim = Simulator(21, event_rate_hz=40)
+    chunks, bounds = [], []
+    for i in range(3):
+        raw = sim.window(i, i * 10**9, (i + 1) * 10**9).records
+        raw = raw[np.lexsort((raw["channel"], raw["time"]))]
+        np.save(folder / f"chunk_{i}.npy", raw)
+        chunks.append(raw)
+        bounds.append([i * 10**9 - 10**7, (i + 1) * 10**9])
+    (folder / "bounds.json").write_text(json.dumps(bounds))
+    return folder, chunks, bounds
+
+
+class TestAgainstStraxenPlugin:
+    @pytest.mark.parametrize("threshold", [15, "per_channel"])
+    def test_pulse_processing_equals_straxen(
+        self,
+        tmp_path: Path,
+        simulated_chunks: tuple[Path, list[np.ndarray], list[list[int]]],
+        threshold: object,
+    ) -> None:
+        """records and pulse_counts of straxen's PulseProcessing, field for field."""
+        folder, chunks, bounds = simulated_chunks
+        thresholds = 15 if threshold == 15 else [10 + (ch % 7) * 3 for ch in range(494)]
+        options = {"hit_min_amplitude": thresholds}
+        done = subprocess.run(
+            [
+                str(STRAXEN_PYTHON),
+                str(REPO / "tests" / "straxen_records.py"),
+                str(folder),
+                str(tmp_path),
+                json.dumps(options),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        for i, raw in enumerate(chunks):
+            ours = pulse.pulse_processing(
+                raw,
+                *bounds[i],
+                hit_min_amplitude=np.asarray(thresholds, float) * np.ones(494),
+                n_tpc_pmts=494,
+            )
+            np.testing.assert_array_equal(ours["records"], np.load(tmp_path / f"records_{i}.npy"))
+            np.testing.assert_array_equal(
+                ours["pulse_counts"], np.load(tmp_path / f"pulse_counts_{i}.npy")
+            )
+            assert (
+                len(np.load(tmp_path / f"veto_regions_{i}.npy")) == len(ours["veto_regions"]) == 0
+            )
