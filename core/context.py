@@ -16,7 +16,7 @@ from straxd.core.storage_read import open_data
 
 PLUGIN_CLASSES: tuple[type[Plugin], ...] = (DAQReader, PulseProcessing)
 # Options of the DAQReader that come from the run, never from the user.
-_RUN_OPTIONS = {"live_run", "run_id"}
+_RUN_OPTIONS = {"live_run", "live_run_error", "run_id"}
 
 
 def known_options() -> set[str]:
@@ -33,13 +33,17 @@ def build_registry(
     if unknown:
         raise ConfigInvalid(f"unknown options {unknown}; known: {sorted(known_options())}")
     live_run: LiveRunConfig | None
+    live_run_error = ""
     try:
         live_run = LiveRunConfig.from_run_doc(live_dir, run_doc)
-    except BadInput:
-        live_run = None  # stored raw_records can still be processed; reading live_data cannot
+    except BadInput as err:
+        # Stored raw_records can still be processed; reading live_data cannot.
+        live_run, live_run_error = None, str(err)
     run_id = f"{int(run_doc['number']):06d}"
     plugins: list[Plugin] = [
-        DAQReader({**config, "live_run": live_run, "run_id": run_id}),
+        DAQReader(
+            {**config, "live_run": live_run, "live_run_error": live_run_error, "run_id": run_id}
+        ),
         *(cls(config) for cls in PLUGIN_CLASSES if cls is not DAQReader),
     ]
     return Registry(plugins)

@@ -35,6 +35,7 @@ class DAQReader(SourcePlugin):
     }
     options = (
         Option("live_run", None, "LiveRunConfig of the run to read", track=False),
+        Option("live_run_error", "", "why the run's live_data cannot be read", track=False),
         Option("run_id", "000000", "run id of the output chunks", track=False),
         Option("poll_interval_s", 0.5, "how often to look for new live_data", track=False),
         Option(
@@ -56,7 +57,7 @@ class DAQReader(SourcePlugin):
     async def stream(self, run_in_pool: RunInPool) -> AsyncIterator[dict[str, Chunk]]:
         """Chunks as they become ready, until the run has ended and all are read."""
         if self.live is None:
-            raise BadInput("DAQReader needs a live_run to read from")
+            raise BadInput(self.config["live_run_error"] or "DAQReader has no live_data to read")
         live, chunk_i = self.live, 0
         last_progress = time.monotonic()
         while True:
