@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_QUIET) -e '.[dev]' 2>&1 | grep -v 'is ignored: it is neither' || true
 	@$(BIN)/python -c 'import straxd.core, strax, secantus' || { echo "setup failed: see pip output above"; exit 1; }
+	$(BIN)/python -m straxd.core.warmup
 	@touch $@
 
 $(ORACLE_STAMP): tests/oracle-requirements.txt
