@@ -42,3 +42,13 @@ def straxen_eval(code: str, timeout_s: float = 600) -> Any:
     if done.returncode != 0:
         raise RuntimeError(f"straxen oracle failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def assert_struct_equal(ours: Any, theirs: Any) -> None:
+    """Structured arrays equal field by field, NaN equal to NaN (as straxen leaves some)."""
+    import numpy as np
+
+    assert ours.dtype.names == theirs.dtype.names
+    assert len(ours) == len(theirs)
+    for name in ours.dtype.names:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)

@@ -16,7 +16,7 @@ from straxd.core import pulse
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
 from straxd.core.synth import Simulator
-from tests.oracle import REPO, STRAXEN_PYTHON
+from tests.oracle import REPO, STRAXEN_PYTHON, assert_struct_equal
 
 
 @st.composite
@@ -180,4 +180,65 @@ class TestAgainstStraxenPlugin:
             )
             assert (
                 len(np.load(tmp_path / f"veto_regions_{i}.npy")) == len(ours["veto_regions"]) == 0
+            )
+
+
+class TestPerChannelValues:
+    def test_number_list_and_files(self, tmp_path: Path) -> None:
+        """A number, a list, a JSON file and a text file all give one value per channel."""
+        from straxd.core.errors import ConfigInvalid
+        from straxd.core.records import per_channel
+
+        assert per_channel(15, 3, "x").tolist() == [15, 15, 15]
+        assert per_channel([1, 2, 3], 3, "x").tolist() == [1, 2, 3]
+        (tmp_path / "t.json").write_text("[4, 5, 6]")
+        (tmp_path / "t.txt").write_text("7 8\n9\n")
+        assert per_channel(str(tmp_path / "t.json"), 3, "x").tolist() == [4, 5, 6]
+        assert per_channel(tmp_path / "t.txt", 3, "x").tolist() == [7, 8, 9]
+        with pytest.raises(ConfigInvalid, match="expected 3 values, got 2"):
+            per_channel([1, 2], 3, "hit_min_amplitude")
+        with pytest.raises(ConfigInvalid, match="cannot read"):
+            per_channel(str(tmp_path / "missing.json"), 3, "x")
+
+
+class TestHypothesisBatchAgainstStraxen:
+    def test_generated_pulses_equal_straxen_plugin(self, tmp_path: Path) -> None:
+        """Twenty hypothesis-generated inputs through straxen's PulseProcessing in one call."""
+        examples: list[np.ndarray] = []
+
+        @settings(max_examples=20, deadline=None, database=None)
+        @given(raw=raw_records())
+        def collect(raw: np.ndarray) -> None:
+            examples.append(raw)
+
+        collect()
+        folder = tmp_path / "in"
+        folder.mkdir()
+        bounds = []
+        for i, raw in enumerate(examples):
+            np.save(folder / f"chunk_{i}.npy", raw)
+            bounds.append([0, int((raw["time"] + raw["length"] * raw["dt"]).max()) + 1])
+        (folder / "bounds.json").write_text(json.dumps(bounds))
+        done = subprocess.run(
+            [
+                str(STRAXEN_PYTHON),
+                str(REPO / "tests" / "straxen_records.py"),
+                str(folder),
+                str(tmp_path / "out"),
+                json.dumps({"hit_min_amplitude": 12}),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        for i, raw in enumerate(examples):
+            ours = pulse.pulse_processing(
+                raw, *bounds[i], hit_min_amplitude=np.full(494, 12.0), n_tpc_pmts=494
+            )
+            np.testing.assert_array_equal(
+                ours["records"], np.load(tmp_path / "out" / f"records_{i}.npy")
+            )
+            assert_struct_equal(
+                ours["pulse_counts"], np.load(tmp_path / "out" / f"pulse_counts_{i}.npy")
             )

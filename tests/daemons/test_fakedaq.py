@@ -190,3 +190,49 @@ class TestFakedaq:
         assert done.returncode == 2
         assert "fakedaq: error" in done.stderr
         assert not any(tmp_path.iterdir())
+
+
+class TestRealtime:
+    def test_chunks_appear_as_time_passes(
+        self, tmp_path: Path, mongo_uri: str, db_names: DbNames, db: pymongo.database.Database
+    ) -> None:
+        """--realtime: chunk 0 is on disk while the run is still being taken (no THE_END yet)."""
+        env = {
+            **os.environ,
+            "STRAXD_MONGO_URI": mongo_uri,
+            "STRAXD_RUNS_DB": db_names.runs_db,
+            "STRAXD_DAQ_DB": db_names.daq_db,
+            "STRAXD_LIVE_DIR": str(tmp_path),
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "straxd.daemons.fakedaq",
+                "--run",
+                "12",
+                "--duration-s",
+                "6",
+                "--rate-mbs",
+                "2",
+                "--realtime",
+                "--chunk-length-s",
+                "1",
+                "--chunk-overlap-s",
+                "0.2",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        first_chunk_line = next(line for line in proc.stdout if '"daq_chunk_written"' in line)
+        assert json.loads(first_chunk_line)["chunk_i"] == 0
+        run_dir = tmp_path / "000012"
+        assert (run_dir / "000000").is_dir()
+        assert not (run_dir / "THE_END").exists()
+        assert db.runs.find_one({"number": 12}).get("end") is None  # still running
+        proc.stdout.read()
+        assert proc.wait(timeout=60) == 0
+        assert (run_dir / "THE_END").is_dir()
+        assert db.runs.find_one({"number": 12})["end"] is not None
