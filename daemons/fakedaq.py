@@ -100,13 +100,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def calibrate_event_rate(rate_mbs: float, seed: int, detectors: tuple[str, ...]) -> float:
-    """The event rate giving ``rate_mbs``, from two short fixed-seed trial windows."""
-    window = 1_000_000_000
+    """The event rate giving ``rate_mbs``, from fixed-seed trial windows.
+
+    Event sizes have a long tail (large S2s), so the trial uses a few hundred events.
+    """
+    window_ns, trial_rate_hz = 2_000_000_000, 100.0
     sizes = []
-    for trial_rate in (0.0, 40.0):
-        sim = Simulator(seed + 7919, trial_rate, detectors=detectors)
-        sizes.append(sim.window(0, 0, window).records.nbytes / 1e6)
-    base, per_event = sizes[0], (sizes[1] - sizes[0]) / 40.0
+    for rate_hz in (0.0, trial_rate_hz):
+        sim = Simulator(seed + 7919, rate_hz, detectors=detectors)
+        sizes.append(sim.window(0, 0, window_ns).records.nbytes / 1e6 / (window_ns / 1e9))
+    base, per_event = sizes[0], (sizes[1] - sizes[0]) / trial_rate_hz
     if rate_mbs <= base:
         return 0.0
     return (rate_mbs - base) / max(per_event, 1e-3)

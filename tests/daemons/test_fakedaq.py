@@ -98,7 +98,7 @@ class TestFakedaq:
             "reader1_reader_0": 4,
         }
         assert doc["data"] == [{"type": "live", "host": "daq", "location": str(tmp_path)}]
-        assert 0.85 * 6 < doc["rate"]["tpc"]["avg"] < 1.15 * 6
+        assert 0.9 * 6 < doc["rate"]["tpc"]["avg"] < 1.1 * 6
         client = db.client
         assert client[db_names.daq_db].aggregate_status.count_documents({"number": 5}) == 24
         # every fragment exactly once: central + post of each chunk (pre duplicates post)
