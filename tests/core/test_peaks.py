@@ -1,0 +1,139 @@
+"""Peak building against strax 2.2.3: find_peaks, containment, hit integration bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import strax
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from straxd.core import peaks, pulse
+from straxd.core.chunk import sort_by_time
+from straxd.core.dtypes import peak_dtype
+from straxd.core.synth import DetectorModel, Simulator
+from tests.oracle import assert_struct_equal
+
+TO_PE = DetectorModel().to_pe()
+
+
+def _records_and_hits(
+    seed: int, seconds: float = 0.2, rate_hz: float = 300
+) -> tuple[np.ndarray, np.ndarray]:
+    """Processed records of a simulated window and their time-sorted hits."""
+    raw = Simulator(seed, rate_hz).window(0, 0, int(seconds * 1e9)).records
+    raw = sort_by_time(raw[raw["channel"] < 494])
+    records = pulse.pulse_processing(
+        raw, 0, int(seconds * 1e9), hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494
+    )["records"]
+    hits = sort_by_time(pulse.find_hits(records, np.full(494, 15.0)))
+    return records, hits
+
+
+@pytest.fixture(scope="module", params=[1, 2, 3])
+def data(request: pytest.FixtureRequest) -> tuple[np.ndarray, np.ndarray]:
+    return _records_and_hits(request.param)
+
+
+class TestFindPeaks:
+    @pytest.mark.parametrize(
+        ("gap", "left", "right", "max_duration"),
+        [(700, 30, 200, 10_000_000), (300, 20, 150, 10_000_000), (700, 30, 200, 5000)],
+    )
+    def test_equal_to_strax(
+        self,
+        data: tuple[np.ndarray, np.ndarray],
+        gap: int,
+        left: int,
+        right: int,
+        max_duration: int,
+    ) -> None:
+        """Every field of every peak (float32 sums included) equals strax.find_peaks."""
+        _, hits = data
+        dtype = peak_dtype(494, store_data_top=True, store_data_start=True)
+        ours = peaks.find_peaks(hits, TO_PE, gap, left, right, 0, 2, max_duration, dtype)
+        theirs = strax.find_peaks(
+            hits,
+            TO_PE,
+            gap_threshold=gap,
+            left_extension=left,
+            right_extension=right,
+            min_channels=2,
+            max_duration=max_duration,
+            result_dtype=dtype,
+        )
+        assert len(ours) > 10
+        assert_struct_equal(ours, theirs)
+
+    def test_batches_join_seamlessly(
+        self, data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With a tiny output batch the peaks are the same as with one batch."""
+        _, hits = data
+        whole = peaks.find_peaks(hits, TO_PE, 700, 30, 200)
+        monkeypatch.setattr(peaks, "_PEAK_BATCH", 3)
+        assert_struct_equal(peaks.find_peaks(hits, TO_PE, 700, 30, 200), whole)
+
+
+class TestContainmentAndBounds:
+    def test_fully_contained_in(self, data: tuple[np.ndarray, np.ndarray]) -> None:
+        """Container index of each hit equals strax's."""
+        _, hits = data
+        found = peaks.find_peaks(hits, TO_PE, 700, 30, 200)
+        np.testing.assert_array_equal(
+            peaks.fully_contained_in(hits, found), strax.fully_contained_in(hits, found)
+        )
+
+    @pytest.mark.parametrize("beyond", [False, True])
+    def test_integration_bounds_and_lone_hits(
+        self, data: tuple[np.ndarray, np.ndarray], beyond: bool
+    ) -> None:
+        """Integration bounds (and lone-hit areas) equal strax's."""
+        records, hits = data
+        found = peaks.find_peaks(hits, TO_PE, 700, 30, 200)
+        lone = peaks.fully_contained_in(hits, found) == -1
+        ours, theirs = hits[lone].copy(), hits[lone].copy()
+        if beyond:
+            peaks.find_hit_integration_bounds(ours, found, records, (30, 200), 494, True)
+            strax.find_hit_integration_bounds(theirs, found, records, (30, 200), 494, True)
+        else:
+            peaks.integrate_lone_hits(ours, records, found, (30, 200), 494)
+            strax.integrate_lone_hits(theirs, records, found, (30, 200), 494)
+        assert_struct_equal(ours, theirs)
+
+    def test_clip(self) -> None:
+        """Peaks are clipped into the chunk as straxen clips peaklets."""
+        p = np.zeros(2, peak_dtype(494))
+        p["time"], p["length"], p["dt"] = [5, 90], [20, 20], 10
+        peaks.clip_peak_times(p, 10, 200)
+        assert p["time"].tolist() == [10, 90]
+        assert p["length"].tolist() == [19, 11]  # both now end by 200
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    times=st.lists(st.integers(0, 20_000), min_size=1, max_size=60),
+    channels=st.lists(st.integers(0, 7), min_size=60, max_size=60),
+    gap=st.integers(300, 2000),
+)
+def test_find_peaks_generated_hits(times: list[int], channels: list[int], gap: int) -> None:
+    """Generated hit patterns (overlapping, same channel, long chains) peak as in strax."""
+    hits = np.zeros(len(times), strax.hit_dtype)
+    hits["time"] = np.sort(np.array(times)) * 10
+    hits["length"], hits["dt"] = 3, 10
+    hits["channel"] = channels[: len(times)]
+    hits["area"] = np.linspace(1, 50, len(times))
+    to_pe = np.linspace(0.5, 1.5, 8)
+    dtype = peak_dtype(8)
+    ours = peaks.find_peaks(hits, to_pe, gap, 30, 200, 0, 2, 20_000, dtype)
+    theirs = strax.find_peaks(
+        hits,
+        to_pe,
+        gap_threshold=gap,
+        left_extension=30,
+        right_extension=200,
+        min_channels=2,
+        max_duration=20_000,
+        result_dtype=dtype,
+    )
+    assert_struct_equal(ours, theirs)
