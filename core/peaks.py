@@ -31,7 +31,7 @@ def find_peaks(
     max_duration: int = 10_000_000,
     result_dtype: np.dtype[Any] | None = None,
 ) -> np.ndarray:
-    """Group time-sorted hits into peaks (strax's find_peaks): area, per-channel area, hits, gaps."""
+    """Group time-sorted hits into peaks as strax does: area, per-channel area, hits, gaps."""
     dtype = result_dtype if result_dtype is not None else peak_dtype(len(adc_to_pe))
     if not len(hits):
         return np.zeros(0, dtype=dtype)
@@ -134,7 +134,7 @@ def _find_peaks(
 
 @numba.njit(nogil=True, cache=True)
 def clip_peak_times(peaks: np.ndarray, start: int, end: int) -> None:
-    """Keep peaks inside [start, end): move starts right, cut ends (straxen's clip_peaklet_times)."""
+    """Keep peaks inside [start, end): starts move right, ends are cut (as straxen clips)."""
     for p in peaks:
         if p["time"] < start:
             p["time"] = start

@@ -20,8 +20,9 @@ def warm_up() -> float:
     started = time.monotonic()
     raw = Simulator(seed=1, event_rate_hz=200).window(0, 0, 20_000_000).records
     raw = chunk.sort_by_time(raw[raw["channel"] < 494])
-    result = pulse.pulse_processing(raw, 0, 20_000_000, hit_min_amplitude=np.full(494, 15.0),
-                                    n_tpc_pmts=494)
+    result = pulse.pulse_processing(
+        raw, 0, 20_000_000, hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494
+    )
     records = result["records"]
     chunk.split_array(records, int(records["time"][len(records) // 2]), allow_early_split=True)
     chunk.get_splits(records, records.itemsize * 10)
