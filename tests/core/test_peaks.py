@@ -137,3 +137,62 @@ def test_find_peaks_generated_hits(times: list[int], channels: list[int], gap: i
         result_dtype=dtype,
     )
     assert_struct_equal(ours, theirs)
+
+
+def _peaklets_and_hitlets(records: np.ndarray, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Peaklets (before waveforms) and the hitlets inside them, as straxen's Peaklets builds them."""
+    dtype = peak_dtype(494, store_data_top=True, store_data_start=True)
+    found = peaks.find_peaks(hits, TO_PE, 700, 30, 200, 0, 2, 10_000_000, dtype)
+    inside = hits[peaks.fully_contained_in(hits, found) != -1].copy()
+    outside = np.zeros(len(found) + 1, strax.time_fields)  # the gaps between peaklets
+    outside["time"][0], outside["endtime"][-1] = 0, 10**12
+    outside["endtime"][:-1] = found["time"]
+    outside["time"][1:] = strax.endtime(found)
+    peaks.find_hit_integration_bounds(inside, outside, records, (30, 200), 494, True)
+    inside["time"] -= (inside["left"] - inside["left_integration"]) * inside["dt"]
+    inside["length"] = inside["right_integration"] - inside["left_integration"]
+    return found, sort_by_time(inside)
+
+
+class TestSumWaveform:
+    @pytest.mark.parametrize(("top", "start"), [(True, True), (False, False)])
+    def test_equal_to_strax(
+        self, data: tuple[np.ndarray, np.ndarray], top: bool, start: bool
+    ) -> None:
+        """Waveforms (downsampled where long), areas and saturation equal strax.sum_waveform."""
+        from straxd.core.peak_waveform import sum_waveform
+
+        records, hits = data
+        found, hitlets = _peaklets_and_hitlets(records, hits)
+        ours, theirs = found.copy(), found.copy()
+        links = pulse.record_links(records)
+        sum_waveform(ours, hitlets, records, links, TO_PE, 253, top, start)
+        strax.sum_waveform(
+            theirs,
+            hitlets,
+            records,
+            strax.record_links(records),
+            TO_PE,
+            n_top_channels=253,
+            store_data_top=top,
+            store_data_start=start,
+        )
+        assert (ours["dt"] > 10).any()  # some were downsampled
+        assert (ours["area"] > 0).all()
+        assert_struct_equal(ours, theirs)
+
+
+class TestProperties:
+    def test_compute_properties_equal_to_strax(self, data: tuple[np.ndarray, np.ndarray]) -> None:
+        """Widths, deciles, median and centre time, area fraction top equal strax's."""
+        from straxd.core.peak_properties import compute_properties
+        from straxd.core.peak_waveform import sum_waveform
+
+        records, hits = data
+        found, hitlets = _peaklets_and_hitlets(records, hits)
+        sum_waveform(found, hitlets, records, pulse.record_links(records), TO_PE, 253, True, True)
+        ours, theirs = found.copy(), found.copy()
+        compute_properties(ours, 253)
+        strax.compute_properties(theirs, n_top_channels=253)
+        assert (ours["width"][:, 5] > 0).any()
+        assert_struct_equal(ours, theirs)
