@@ -71,7 +71,8 @@ def compute_center_time(peaks: np.ndarray) -> np.ndarray:
         center[p_i] = (t + 1 / 2) * p["dt"]
         center[p_i] += p["time"]
     ends = peaks["time"] + peaks["length"] * peaks["dt"]
-    return np.minimum(np.maximum(center, peaks["time"]), ends)
+    clipped: np.ndarray = np.minimum(np.maximum(center, peaks["time"]), ends)
+    return clipped
 
 
 @numba.njit(nogil=True, cache=True)

@@ -32,7 +32,10 @@ def overlap_indices(
 def _build_hit_waveform(hit: np.ndarray, record: np.ndarray, hit_waveform: np.ndarray) -> np.int8:
     """Copy the record's samples inside the hit into hit_waveform; 1 if the record saturated."""
     (h_start, h_end), (r_start, r_end) = overlap_indices(
-        hit["time"] // hit["dt"], hit["length"], record["time"] // record["dt"], record["length"]
+        int(hit["time"] // hit["dt"]),
+        int(hit["length"]),
+        int(record["time"] // record["dt"]),
+        int(record["length"]),
     )
     record_data = record["data"][r_start:r_end]
     multiplier = 2 ** record["amplitude_bit_shift"]
@@ -125,13 +128,13 @@ def _sum_waveform(
             twv[: min(2 * p_length, len(twv))] = 0
         area_per_channel *= 0
         p["area"] = 0
-        found = False
-        for left_h_i in range(left_h_i, len(hits)):
-            h = hits[left_h_i]
-            if p["time"] < h["time"] + h["length"] * dt:
-                found = True
-                break
-        if not found:
+        # First hit that ends after the peak starts (hits are time-sorted; resume from the last).
+        while (
+            left_h_i < len(hits)
+            and p["time"] >= hits[left_h_i]["time"] + hits[left_h_i]["length"] * dt
+        ):
+            left_h_i += 1
+        if left_h_i == len(hits):
             break
         for right_h_i in range(left_h_i, len(hits)):
             h = hits[right_h_i]

@@ -140,7 +140,7 @@ def test_find_peaks_generated_hits(times: list[int], channels: list[int], gap: i
 
 
 def _peaklets_and_hitlets(records: np.ndarray, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Peaklets (before waveforms) and the hitlets inside them, as straxen's Peaklets builds them."""
+    """Peaklets (before waveforms) and the hitlets inside them, as straxen's Peaklets makes them."""
     dtype = peak_dtype(494, store_data_top=True, store_data_start=True)
     found = peaks.find_peaks(hits, TO_PE, 700, 30, 200, 0, 2, 10_000_000, dtype)
     inside = hits[peaks.fully_contained_in(hits, found) != -1].copy()
