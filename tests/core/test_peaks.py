@@ -196,3 +196,51 @@ class TestProperties:
         strax.compute_properties(theirs, n_top_channels=253)
         assert (ours["width"][:, 5] > 0).any()
         assert_struct_equal(ours, theirs)
+
+
+class TestSplitting:
+    @pytest.mark.parametrize("seed", [4, 5])
+    def test_natural_breaks_split_equal_to_strax(self, seed: int) -> None:
+        """Split peaklets (20 iterations, straxen's thresholds) equal strax.split_peaks."""
+        from straxd.core.peak_properties import compute_properties
+        from straxd.core.peak_splitting import natural_breaks_threshold, split_peaks
+        from straxd.core.peak_waveform import sum_waveform
+
+        # A pile-up rate, so that S2s overlap and get split.
+        records, hits = _records_and_hits(seed, seconds=0.02, rate_hz=20_000)
+        found, hitlets = _peaklets_and_hitlets(records, hits)
+        links = pulse.record_links(records)
+        sum_waveform(found, hitlets, records, links, TO_PE, 253, True, True)
+        compute_properties(found, 253)
+        ours = split_peaks(
+            found.copy(),
+            hitlets,
+            records,
+            links,
+            TO_PE,
+            natural_breaks_threshold,
+            min_area=40,
+            iterations=20,
+            filter_wing_width=70,
+            n_top_channels=253,
+            store_data_top=True,
+            store_data_start=True,
+        )
+        theirs = strax.split_peaks(
+            found.copy(),
+            hitlets,
+            records,
+            strax.record_links(records),
+            TO_PE,
+            algorithm="natural_breaks",
+            threshold=natural_breaks_threshold,
+            split_low=True,
+            filter_wing_width=70,
+            min_area=40,
+            do_iterations=20,
+            n_top_channels=253,
+            store_data_top=True,
+            store_data_start=True,
+        )
+        assert len(ours) > len(found)  # something was split
+        assert_struct_equal(ours, theirs)
