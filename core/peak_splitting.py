@@ -9,6 +9,7 @@ the second piece ends one sample before the original waveform does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -76,7 +77,8 @@ def natural_breaks_gof(
         filter_n = filter_wing_width // dt - 1
         filtered = symmetric_moving_average(w, filter_n) if filter_n > 0 else w
         gof *= 1 - filtered / filtered.max()
-    return gof
+    result: np.ndarray = gof
+    return result
 
 
 @numba.njit(nogil=True, cache=True)
@@ -100,7 +102,7 @@ def _split_once(
         max_i = np.argmax(gofs)
         if gofs[max_i] > thresholds[p_i]:
             is_split[p_i] = True
-            previous = 0
+            previous: Any = 0
             for split_i in (max_i, len(w) - 1):
                 r = out[k]
                 r["time"] = p["time"] + previous * p["dt"]
