@@ -9,12 +9,13 @@ from typing import Any
 
 from straxd.core.daqreader import LiveRunConfig
 from straxd.core.errors import BadInput, ConfigInvalid
+from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.plugin import Plugin, Registry
 from straxd.core.records import PulseProcessing
 from straxd.core.sources import DAQReader
 from straxd.core.storage_read import open_data
 
-PLUGIN_CLASSES: tuple[type[Plugin], ...] = (DAQReader, PulseProcessing)
+PLUGIN_CLASSES: tuple[type[Plugin], ...] = (DAQReader, PulseProcessing, Peaklets)
 # Options of the DAQReader that come from the run, never from the user.
 _RUN_OPTIONS = {"live_run", "live_run_error", "run_id"}
 

@@ -81,12 +81,17 @@ def sum_waveform(
     n_top_channels: int = 0,
     store_data_top: bool = False,
     store_data_start: bool = False,
+    select: np.ndarray | None = None,
 ) -> None:
-    """Sum waveform, area, per-channel area and saturation of every peak (in place).
+    """Sum waveform, area, per-channel area and saturation of peaks (in place).
 
     Hits must be sorted by time and carry integration bounds; peaks and hits share one dt.
+    ``select`` limits the work to those peak indices (ascending).
     """
     if not len(records) or not len(peaks):
+        return
+    chosen = np.arange(len(peaks)) if select is None else np.asarray(select, dtype=np.int64)
+    if not len(chosen):
         return
     _sum_waveform(
         peaks,
@@ -98,6 +103,7 @@ def sum_waveform(
         n_top_channels,
         store_data_top,
         store_data_start,
+        chosen,
     )
 
 
@@ -112,6 +118,7 @@ def _sum_waveform(
     n_top_channels: int,
     store_top: bool,
     store_start: bool,
+    chosen: np.ndarray,
 ) -> None:
     dt = records[0]["dt"]
     n_samples_record = len(records[0]["data"])
@@ -120,7 +127,7 @@ def _sum_waveform(
     area_per_channel = np.zeros(len(peaks[0]["area_per_channel"]), dtype=np.float32)
     hit_waveform = np.zeros(hits["length"].max() if len(hits) else 1, dtype=np.float32)
     left_h_i = 0
-    for peak_i in range(len(peaks)):
+    for peak_i in chosen:
         p = peaks[peak_i]
         p_length = p["length"]
         swv[: min(2 * p_length, len(swv))] = 0

@@ -1,0 +1,257 @@
+"""peaklets and lone_hits, as straxen 4.0.0's Peaklets plugin makes them.
+
+The chain per chunk: hits -> peaks (gap 700 ns) -> clipped to the chunk -> lone hits integrated
+-> hitlets (hits widened to their integration bounds) -> sum waveforms -> properties ->
+natural-breaks splitting -> saturation correction -> tight coincidence, hit timing features and
+hit counts.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from straxd.core.chunk import endtime, sort_by_time
+from straxd.core.dtypes import DIGITAL_SUM_WAVEFORM_CHANNEL, TIME_FIELDS
+from straxd.core.peak_waveform import overlap_indices, sum_waveform
+
+
+@numba.njit(nogil=True, cache=True)
+def touching_windows(
+    thing_start: np.ndarray,
+    thing_end: np.ndarray,
+    container_start: np.ndarray,
+    container_end: np.ndarray,
+    window: int = 0,
+) -> np.ndarray:
+    """[first, last) indices of the things that reach within ``window`` of each container."""
+    n = len(thing_start)
+    order = np.argsort(container_end, kind="mergesort")
+    left_i = right_i = 0
+    result = np.zeros((len(container_start), 2), dtype=np.int32)
+    for i in range(len(container_start)):
+        while left_i <= n - 1 and thing_end[left_i] <= container_start[i] - window:
+            left_i += 1
+        result[i, 0] = left_i
+    for i in order:
+        while right_i <= n - 1 and thing_start[right_i] < container_end[i] + window:
+            right_i += 1
+        result[i, 1] = right_i
+    return result
+
+
+def outside_regions(peaklets: np.ndarray, start: int, end: int) -> np.ndarray:
+    """The intervals between peaklets (and the chunk edges)."""
+    if not len(peaklets):
+        return np.zeros(0, dtype=TIME_FIELDS)
+    out = np.zeros(len(peaklets) + 1, dtype=TIME_FIELDS)
+    ends = endtime(peaklets)
+    out["time"][0], out["endtime"][0] = start, peaklets["time"][0]
+    out["time"][1:-1], out["endtime"][1:-1] = ends[:-1], peaklets["time"][1:]
+    out["time"][-1], out["endtime"][-1] = ends[-1], end
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def tight_coincidence(
+    hit_max_times: np.ndarray,
+    hit_channels: np.ndarray,
+    peak_max_times: np.ndarray,
+    left: int,
+    right: int,
+    first_channel: int,
+    last_channel: int,
+) -> np.ndarray:
+    """Channels with a hit maximum within [-left, right] ns of each peak's maximum."""
+    left_hit_i = 0
+    result = np.zeros(len(peak_max_times), dtype=np.int16)
+    seen = np.zeros(last_channel - first_channel + 1, dtype=np.bool_)
+    for p_i in range(len(peak_max_times)):
+        seen[:] = 0
+        for left_hit_i in range(left_hit_i, len(hit_max_times)):  # noqa: B020 - resumes
+            d = hit_max_times[left_hit_i] - peak_max_times[p_i]
+            if (-left <= d) & (d <= right):
+                seen[hit_channels[left_hit_i] - first_channel] = 1
+            if d > right:
+                break
+        result[p_i] = np.sum(seen)
+    return result
+
+
+def add_hit_features(hitlets: np.ndarray, peaklets: np.ndarray) -> None:
+    """Largest and smallest gap between hit maxima, first and last channel by hit maximum."""
+    from straxd.core.peaks import fully_contained_in
+
+    peaklets["max_diff"] = -1
+    peaklets["min_diff"] = -1
+    peaklets["first_channel"] = DIGITAL_SUM_WAVEFORM_CHANNEL
+    peaklets["last_channel"] = DIGITAL_SUM_WAVEFORM_CHANNEL
+    containers = fully_contained_in(hitlets, peaklets)
+    order = np.argsort(containers, kind="mergesort")
+    grouped, owners = hitlets[order], containers[order]
+    bounds = np.searchsorted(owners, np.arange(len(peaklets) + 1))
+    for p_i in range(len(peaklets)):
+        inside = grouped[bounds[p_i] : bounds[p_i + 1]]
+        if not len(inside):
+            continue
+        ordered = inside[np.argsort(inside["max_time"], kind="mergesort")]
+        diffs = np.diff(ordered["max_time"])
+        if len(diffs):
+            peaklets["max_diff"][p_i] = diffs.max()
+            peaklets["min_diff"][p_i] = diffs.min()
+        peaklets["first_channel"][p_i] = ordered[0]["channel"]
+        peaklets["last_channel"][p_i] = ordered[-1]["channel"]
+
+
+@numba.njit(nogil=True, cache=True)
+def _saturation_inner(
+    channel_saturated: np.ndarray,
+    records: np.ndarray,
+    p: np.ndarray,
+    to_pe: np.ndarray,
+    b_sumwf: np.ndarray,
+    b_pulse: np.ndarray,
+    b_index: np.ndarray,
+    reference_length: int,
+    min_reference_length: int,
+) -> None:
+    """Rescale saturated channels' records to the unsaturated channels' waveform shape."""
+    dt = records["dt"][0]
+    for ch in range(len(channel_saturated)):
+        if not channel_saturated[ch]:
+            continue
+        b = b_pulse[ch]
+        bl = np.inf
+        for record_i in b_index[ch]:
+            if record_i == -1:
+                break
+            bl = min(bl, records["baseline"][record_i])
+        s0 = np.argmax(b >= np.int16(bl))
+        lo = max(0, s0 - reference_length)
+        if (b[lo:s0] * to_pe[ch] > 1).sum() < min_reference_length:
+            continue
+        if (b_sumwf[lo:s0] > 1).sum() < min_reference_length:
+            continue
+        if np.sum(b[lo:s0]) * to_pe[ch] / np.sum(b_sumwf[lo:s0]) > 1:
+            continue
+        scale = np.sum(b[lo:s0]) / np.sum(b_sumwf[lo:s0])
+        for record_i in b_index[ch]:
+            if record_i == -1:
+                break
+            r = records[record_i]
+            (ra, rb), (ba, bb) = overlap_indices(
+                r["time"] // dt, r["length"], p["time"] // dt + s0, p["length"] * p["dt"] // dt - s0
+            )
+            if rb == ra:
+                continue
+            sa, sb = ba + s0, bb + s0  # buffer indices from the saturation onset
+            apax = scale * max(b_sumwf[sa:sb])
+            if np.int32(apax) >= 2**15:
+                bshift = int(np.floor(np.log2(apax) - 14))
+                tmp = r["data"].astype(np.int32)
+                tmp[ra:rb] = b_sumwf[sa:sb] * scale
+                r["area"] = np.sum(tmp)
+                r["data"][:] = np.right_shift(tmp, bshift)
+                r["amplitude_bit_shift"] += bshift
+            else:
+                r["data"][ra:rb] = b_sumwf[sa:sb] * scale
+                r["area"] = np.sum(r["data"])
+
+
+@numba.njit(nogil=True, cache=True)
+def _saturation_buffers(
+    records: np.ndarray,
+    peaks: np.ndarray,
+    peak_list: np.ndarray,
+    record_ranges: np.ndarray,
+    to_pe: np.ndarray,
+    reference_length: int,
+    min_reference_length: int,
+) -> None:
+    dt = records[0]["dt"]
+    n_channels = len(peaks[0]["saturated_channel"])
+    len_buffer = np.max(peaks["length"] * peaks["dt"]) // dt + 1
+    max_nrecord = len_buffer // len(records[0]["data"]) + 1
+    b_sumwf = np.zeros(len_buffer, dtype=np.float32)
+    b_pulse = np.zeros((n_channels, len_buffer), dtype=np.int16)
+    b_index = np.zeros((n_channels, max_nrecord), dtype=np.int64)
+    for ix in range(len(peak_list)):
+        peak_i = peak_list[ix]
+        b_sumwf[:] = 0
+        b_pulse[:] = 0
+        b_index[:] = -1
+        p = peaks[peak_i]
+        channel_saturated = p["saturated_channel"] > 0
+        for record_i in range(record_ranges[ix][0], record_ranges[ix][1]):
+            r = records[record_i]
+            (ra, rb), (ba, bb) = overlap_indices(
+                r["time"] // dt, r["length"], p["time"] // dt, p["length"] * p["dt"] // dt
+            )
+            ch = r["channel"]
+            if channel_saturated[ch]:
+                b_pulse[ch, ba:bb] += r["data"][ra:rb]
+                b_index[ch, np.argmin(b_index[ch])] = record_i
+            else:
+                b_sumwf[ba:bb] += r["data"][ra:rb] * to_pe[ch]
+        _saturation_inner(
+            channel_saturated,
+            records,
+            p,
+            to_pe,
+            b_sumwf,
+            b_pulse,
+            b_index,
+            reference_length,
+            min_reference_length,
+        )
+        peaks[peak_i]["length"] = p["length"] * p["dt"] / dt
+        peaks[peak_i]["dt"] = dt
+
+
+def peak_saturation_correction(
+    records: np.ndarray,
+    record_links: tuple[np.ndarray, np.ndarray],
+    peaks: np.ndarray,
+    hitlets: np.ndarray,
+    to_pe: np.ndarray,
+    reference_length: int = 100,
+    min_reference_length: int = 20,
+    n_top_channels: int = 0,
+    store_data_top: bool = False,
+    store_data_start: bool = False,
+) -> np.ndarray:
+    """Correct peaks with saturated channels (records are changed in place); their indices."""
+    if not len(records) or not len(peaks):
+        return np.zeros(0, dtype=np.int64)
+    peak_list = np.where(peaks["n_saturated_channels"] > 0)[0]
+    chosen = peaks[peak_list]
+    ranges = touching_windows(records["time"], endtime(records), chosen["time"], endtime(chosen))
+    _saturation_buffers(
+        records,
+        peaks,
+        peak_list,
+        ranges,
+        np.asarray(to_pe, dtype=np.float64),
+        reference_length,
+        min_reference_length,
+    )
+    sum_waveform(
+        peaks,
+        hitlets,
+        records,
+        record_links,
+        to_pe,
+        n_top_channels,
+        store_data_top,
+        store_data_start,
+        select=peak_list,
+    )
+    return peak_list
+
+
+def hitlets_of(hits: np.ndarray) -> np.ndarray:
+    """Hits widened to their integration bounds, time-sorted (bounds must be set)."""
+    hitlets = hits.copy()
+    hitlets["time"] -= (hitlets["left"] - hitlets["left_integration"]) * hitlets["dt"]
+    hitlets["length"] = hitlets["right_integration"] - hitlets["left_integration"]
+    return sort_by_time(hitlets)

@@ -1,0 +1,86 @@
+"""peaklets and lone_hits equal straxen 4.0.0's Peaklets plugin, field for field."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from straxd.core import pulse
+from straxd.core.chunk import sort_by_time
+from straxd.core.errors import ConfigInvalid
+from straxd.core.peaklets_plugin import Peaklets
+from straxd.core.synth import DetectorModel, Simulator
+from tests.oracle import REPO, STRAXEN_PYTHON, assert_struct_equal
+
+TO_PE = DetectorModel().to_pe()
+
+
+@pytest.fixture(scope="module")
+def chunks(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[np.ndarray], list[list[int]]]:
+    """Records of three simulated 1 s chunks (one at a pile-up rate), saved for straxen."""
+    folder = tmp_path_factory.mktemp("records")
+    records, bounds = [], []
+    for i, (seed, rate, seconds) in enumerate([(8, 60, 1.0), (9, 60, 1.0), (10, 3000, 0.1)]):
+        start, end = i * 10**9, i * 10**9 + int(seconds * 1e9)
+        raw = Simulator(seed, rate).window(i, start, end).records
+        raw = sort_by_time(raw[raw["channel"] < 494])
+        raw = raw[raw["time"] >= start]
+        r = pulse.pulse_processing(
+            raw, start, end, hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494
+        )["records"]
+        np.save(folder / f"records_{i}.npy", r)
+        records.append(r)
+        bounds.append([start, end])
+    (folder / "bounds.json").write_text(json.dumps(bounds))
+    return folder, records, bounds
+
+
+class TestAgainstStraxen:
+    def test_peaklets_and_lone_hits_equal(
+        self, tmp_path: Path, chunks: tuple[Path, list[np.ndarray], list[list[int]]]
+    ) -> None:
+        """Every field of peaklets and lone_hits, including split, saturation-corrected peaks."""
+        folder, records, bounds = chunks
+        options = {"to_pe": TO_PE.tolist(), "hit_min_amplitude": 15}
+        done = subprocess.run(
+            [
+                str(STRAXEN_PYTHON),
+                str(REPO / "tests" / "straxen_peaklets.py"),
+                str(folder),
+                str(tmp_path),
+                json.dumps(options),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        plugin = Peaklets({"gain_model": TO_PE.tolist(), "hit_min_amplitude": 15})
+        saturated = split = 0
+        for i, r in enumerate(records):
+            before = r.copy()
+            ours = plugin.compute(i, *bounds[i], records=r)
+            np.testing.assert_array_equal(r, before)  # input chunk untouched
+            for name in ("peaklets", "lone_hits"):
+                assert_struct_equal(ours[name], np.load(tmp_path / f"{name}_{i}.npy"))
+            saturated += int((ours["peaklets"]["n_saturated_channels"] > 0).sum())
+            split += int((ours["peaklets"]["max_gap"] == -1).sum())
+        assert saturated > 0  # the saturation correction was exercised
+        assert split > 0  # and so was splitting
+
+
+class TestOptions:
+    def test_limits_refused(self) -> None:
+        """straxen's limits on options are enforced with clear errors."""
+        with pytest.raises(ConfigInvalid, match="peak_min_pmts"):
+            Peaklets({"peak_min_pmts": 3})
+        with pytest.raises(ConfigInvalid, match="1000 ns"):
+            Peaklets({"peaklet_gap_threshold": 2000})
+        with pytest.raises(ConfigInvalid, match="gain_model: expected 494 values"):
+            Peaklets({"gain_model": [1.0, 2.0]})

@@ -1,0 +1,32 @@
+"""Run straxen 4.0.0's Peaklets.compute on records from .npy files (oracle; .venv-straxen).
+
+Usage: straxen_peaklets.py INPUT_DIR OUT_DIR OPTIONS_JSON (records_<i>.npy, bounds.json).
+"""
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import strax
+import straxen
+
+warnings.filterwarnings("ignore")
+source, out, options = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+out.mkdir(parents=True, exist_ok=True)
+opts = dict(straxen.contexts.common_opts_vanilla)
+opts.pop("check_available", None)
+st = strax.Context(storage=[], config=straxen.contexts.common_config_vanilla, **opts)
+to_pe = np.asarray(options.pop("to_pe"))
+st.set_config({"n_tpc_pmts": 494, "n_top_pmts": 253, "gain_model": 1.0, **options})
+plugin = st._get_plugins(("peaklets",), "000001")["peaklets"]
+plugin.setup()
+plugin.to_pe = to_pe  # straxen resolves gains from its database; give them directly
+bounds = json.loads((source / "bounds.json").read_text())
+for i, (start, end) in enumerate(bounds):
+    records = np.load(source / f"records_{i}.npy")
+    result = plugin.compute(records=records, start=start, end=end)
+    for name in ("peaklets", "lone_hits"):
+        np.save(out / f"{name}_{i}.npy", result[name])
+print(json.dumps({"chunks": len(bounds)}))
