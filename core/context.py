@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from straxd.core.classification import PeakletClassification
 from straxd.core.daqreader import LiveRunConfig
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.peaklets_plugin import Peaklets
@@ -15,7 +16,12 @@ from straxd.core.records import PulseProcessing
 from straxd.core.sources import DAQReader
 from straxd.core.storage_read import open_data
 
-PLUGIN_CLASSES: tuple[type[Plugin], ...] = (DAQReader, PulseProcessing, Peaklets)
+PLUGIN_CLASSES: tuple[type[Plugin], ...] = (
+    DAQReader,
+    PulseProcessing,
+    Peaklets,
+    PeakletClassification,
+)
 # Options of the DAQReader that come from the run, never from the user.
 _RUN_OPTIONS = {"live_run", "live_run_error", "run_id"}
 

@@ -1,4 +1,4 @@
-"""Run straxen 4.0.0's Peaklets.compute on records from .npy files (oracle; .venv-straxen).
+"""Run straxen 4.0.0's Peaklets (and the vanilla classification) on records from .npy files (oracle; .venv-straxen).
 
 Usage: straxen_peaklets.py INPUT_DIR OUT_DIR OPTIONS_JSON (records_<i>.npy, bounds.json).
 """
@@ -23,10 +23,15 @@ st.set_config({"n_tpc_pmts": 494, "n_top_pmts": 253, "gain_model": 1.0, **option
 plugin = st._get_plugins(("peaklets",), "000001")["peaklets"]
 plugin.setup()
 plugin.to_pe = to_pe  # straxen resolves gains from its database; give them directly
+classifier = st._get_plugins(("peaklet_classification",), "000001")["peaklet_classification"]
+classifier.setup()
 bounds = json.loads((source / "bounds.json").read_text())
 for i, (start, end) in enumerate(bounds):
     records = np.load(source / f"records_{i}.npy")
     result = plugin.compute(records=records, start=start, end=end)
     for name in ("peaklets", "lone_hits"):
         np.save(out / f"{name}_{i}.npy", result[name])
+    np.save(
+        out / f"peaklet_classification_{i}.npy", classifier.compute(peaklets=result["peaklets"])
+    )
 print(json.dumps({"chunks": len(bounds)}))

@@ -11,6 +11,7 @@ import pytest
 
 from straxd.core import pulse
 from straxd.core.chunk import sort_by_time
+from straxd.core.classification import PeakletClassification, classify
 from straxd.core.errors import ConfigInvalid
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.synth import DetectorModel, Simulator
@@ -63,16 +64,21 @@ class TestAgainstStraxen:
         assert done.returncode == 0, done.stderr[-3000:]
         plugin = Peaklets({"gain_model": TO_PE.tolist(), "hit_min_amplitude": 15})
         saturated = split = 0
+        kinds: set[int] = set()
         for i, r in enumerate(records):
             before = r.copy()
             ours = plugin.compute(i, *bounds[i], records=r)
             np.testing.assert_array_equal(r, before)  # input chunk untouched
             for name in ("peaklets", "lone_hits"):
                 assert_struct_equal(ours[name], np.load(tmp_path / f"{name}_{i}.npy"))
+            types = classify(ours["peaklets"], PeakletClassification().config)
+            assert_struct_equal(types, np.load(tmp_path / f"peaklet_classification_{i}.npy"))
+            kinds |= set(types["type"].tolist())
             saturated += int((ours["peaklets"]["n_saturated_channels"] > 0).sum())
             split += int((ours["peaklets"]["max_gap"] == -1).sum())
         assert saturated > 0  # the saturation correction was exercised
         assert split > 0  # and so was splitting
+        assert kinds == {0, 1, 2}
 
 
 class TestOptions:
