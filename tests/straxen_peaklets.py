@@ -1,4 +1,4 @@
-"""Run straxen 4.0.0's Peaklets (and the vanilla classification) on records from .npy files (oracle; .venv-straxen).
+"""straxen 4.0.0's Peaklets and vanilla classification on records from .npy files (oracle).
 
 Usage: straxen_peaklets.py INPUT_DIR OUT_DIR OPTIONS_JSON (records_<i>.npy, bounds.json).
 """
