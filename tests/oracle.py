@@ -52,3 +52,16 @@ def assert_struct_equal(ours: Any, theirs: Any) -> None:
     assert len(ours) == len(theirs)
     for name in ours.dtype.names:
         np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+
+
+def run_straxen_script(script: str, *args: str, timeout_s: float = 900) -> str:
+    """Run one of the tests/straxen_*.py oracle scripts; fail with its stderr if it fails."""
+    done = subprocess.run(
+        [str(STRAXEN_PYTHON), str(REPO / "tests" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"{script} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout

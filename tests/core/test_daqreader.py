@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput, DataCorrupted
 from straxd.core.redax import LiveDataWriter, ReaderLayout
 from straxd.core.synth import Simulator
-from tests.oracle import REPO, STRAXEN_PYTHON
+from tests.oracle import run_straxen_script
 
 THREADS = {"reader0_reader_0": 2, "reader1_reader_0": 2}
 CHUNK_NS, OVERLAP_NS = 1_000_000_000, 100_000_000
@@ -106,17 +105,7 @@ def straxen_read(
             }
         )
     )
-    subprocess.run(
-        [
-            str(STRAXEN_PYTHON),
-            str(REPO / "tests" / "straxen_daqreader_dump.py"),
-            str(spec),
-            str(out / "dump"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    run_straxen_script("straxen_daqreader_dump.py", str(spec), str(out / "dump"))
     arrays = {t: np.load(out / "dump" / f"{t}.npy") for t in RAW_RECORDS_TYPES}
     bounds = {t: json.loads((out / "dump" / f"{t}.json").read_text()) for t in RAW_RECORDS_TYPES}
     return arrays, bounds

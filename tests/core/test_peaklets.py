@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from straxd.core.classification import PeakletClassification, classify
 from straxd.core.errors import ConfigInvalid
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.synth import DetectorModel, Simulator
-from tests.oracle import REPO, STRAXEN_PYTHON, assert_struct_equal
+from tests.oracle import assert_struct_equal, run_straxen_script
 
 TO_PE = DetectorModel().to_pe()
 
@@ -49,19 +48,7 @@ class TestAgainstStraxen:
         """Every field of peaklets and lone_hits, including split, saturation-corrected peaks."""
         folder, records, bounds = chunks
         options = {"to_pe": TO_PE.tolist(), "hit_min_amplitude": 15}
-        done = subprocess.run(
-            [
-                str(STRAXEN_PYTHON),
-                str(REPO / "tests" / "straxen_peaklets.py"),
-                str(folder),
-                str(tmp_path),
-                json.dumps(options),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_straxen_script("straxen_peaklets.py", str(folder), str(tmp_path), json.dumps(options))
         plugin = Peaklets({"gain_model": TO_PE.tolist(), "hit_min_amplitude": 15})
         saturated = split = 0
         kinds: set[int] = set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from straxd.core import pulse
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
 from straxd.core.synth import Simulator
-from tests.oracle import REPO, STRAXEN_PYTHON, assert_struct_equal
+from tests.oracle import assert_struct_equal, run_straxen_script
 
 
 @st.composite
@@ -154,19 +153,7 @@ class TestAgainstStraxenPlugin:
         folder, chunks, bounds = simulated_chunks
         thresholds = 15 if threshold == 15 else [10 + (ch % 7) * 3 for ch in range(494)]
         options = {"hit_min_amplitude": thresholds}
-        done = subprocess.run(
-            [
-                str(STRAXEN_PYTHON),
-                str(REPO / "tests" / "straxen_records.py"),
-                str(folder),
-                str(tmp_path),
-                json.dumps(options),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_straxen_script("straxen_records.py", str(folder), str(tmp_path), json.dumps(options))
         for i, raw in enumerate(chunks):
             ours = pulse.pulse_processing(
                 raw,
@@ -219,19 +206,12 @@ class TestHypothesisBatchAgainstStraxen:
             np.save(folder / f"chunk_{i}.npy", raw)
             bounds.append([0, int((raw["time"] + raw["length"] * raw["dt"]).max()) + 1])
         (folder / "bounds.json").write_text(json.dumps(bounds))
-        done = subprocess.run(
-            [
-                str(STRAXEN_PYTHON),
-                str(REPO / "tests" / "straxen_records.py"),
-                str(folder),
-                str(tmp_path / "out"),
-                json.dumps({"hit_min_amplitude": 12}),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
+        run_straxen_script(
+            "straxen_records.py",
+            str(folder),
+            str(tmp_path / "out"),
+            json.dumps({"hit_min_amplitude": 12}),
         )
-        assert done.returncode == 0, done.stderr[-3000:]
         for i, raw in enumerate(examples):
             ours = pulse.pulse_processing(
                 raw, *bounds[i], hit_min_amplitude=np.full(494, 12.0), n_tpc_pmts=494
