@@ -337,13 +337,14 @@ def merge_chunks(chunks: Sequence[Chunk]) -> Chunk:
             raise ChunkError(
                 f"cannot merge {first.data_type} and {other.data_type}: ranges or lengths differ"
             )
-    # Later data types (in name order) win a field-name clash, as in strax's Chunk.merge.
-    ordered = sorted(chunks, key=lambda c: c.data_type)
+    # As strax's Chunk.merge: on a field-name clash the chunk later in depends_on wins; the
+    # field order is that of the dtypes sorted by data type name.
     columns: dict[str, np.ndarray] = {}
-    for chunk in ordered:
+    for chunk in chunks:
         for name in chunk.data.dtype.names or ():
             columns[name] = chunk.data[name]
-    merged = np.empty(len(first), dtype=merged_dtype([c.data.dtype for c in reversed(ordered)]))
+    by_name = sorted(chunks, key=lambda c: c.data_type)
+    merged = np.empty(len(first), dtype=merged_dtype([c.data.dtype for c in by_name]))
     for name, column in columns.items():
         merged[name] = column
     return Chunk(

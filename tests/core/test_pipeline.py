@@ -221,3 +221,40 @@ class TestPipeline:
             await asyncio.wait_for(pipeline.run(), 60)
         assert [s for t, s in seen if t == "pulses"] == [i * CHUNK_NS for i in range(5)]
         assert [s for t, s in seen if t == "doubled"] == [i * CHUNK_NS for i in range(5)]
+
+
+class TestMerge:
+    def test_merge_follows_strax_rules(self) -> None:
+        """Later inputs (depends_on order) win a clash; field order follows type names."""
+        from straxd.core.pipeline import merge_chunks
+
+        a = np.zeros(
+            2, [("time", np.int64), ("endtime", np.int64), ("type", np.int8), ("x", np.float32)]
+        )
+        b = np.zeros(
+            2, [("time", np.int64), ("endtime", np.int64), ("type", np.int8), ("y", np.float32)]
+        )
+        a["endtime"] = b["endtime"] = 5
+        a["type"], b["type"] = 1, 2
+        ca = Chunk("zeta", "k", RUN, 0, 10, a)
+        cb = Chunk("alpha", "k", RUN, 0, 10, b)
+        merged = merge_chunks([ca, cb]).data
+        assert merged.dtype.names == ("time", "endtime", "type", "y", "x")
+        assert merged["type"].tolist() == [2, 2]
+        merged = merge_chunks([cb, ca]).data
+        assert merged["type"].tolist() == [1, 1]
+        theirs = strax.Chunk.merge([_as_strax(ca), _as_strax(cb)]).data
+        assert theirs.dtype.names == merged.dtype.names
+        assert theirs["type"].tolist() == [2, 2]
+
+
+def _as_strax(chunk: Chunk) -> strax.Chunk:
+    return strax.Chunk(
+        data_type=chunk.data_type,
+        data_kind=chunk.data_kind,
+        dtype=chunk.data.dtype,
+        run_id=chunk.run_id,
+        start=chunk.start,
+        end=chunk.end,
+        data=chunk.data,
+    )
