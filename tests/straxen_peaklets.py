@@ -25,13 +25,19 @@ plugin.setup()
 plugin.to_pe = to_pe  # straxen resolves gains from its database; give them directly
 classifier = st._get_plugins(("peaklet_classification",), "000001")["peaklet_classification"]
 classifier.setup()
+merger = st._get_plugins(("merged_s2s",), "000001")["merged_s2s"]
+merger.setup()
+merger.to_pe = to_pe
 bounds = json.loads((source / "bounds.json").read_text())
 for i, (start, end) in enumerate(bounds):
     records = np.load(source / f"records_{i}.npy")
     result = plugin.compute(records=records, start=start, end=end)
     for name in ("peaklets", "lone_hits"):
         np.save(out / f"{name}_{i}.npy", result[name])
-    np.save(
-        out / f"peaklet_classification_{i}.npy", classifier.compute(peaklets=result["peaklets"])
-    )
+    types = classifier.compute(peaklets=result["peaklets"])
+    np.save(out / f"peaklet_classification_{i}.npy", types)
+    merged_dtype = strax.merged_dtype([types.dtype, result["peaklets"].dtype])
+    merged_input = strax.merge_arrs([result["peaklets"], types], dtype=merged_dtype)
+    merged = merger.compute(peaklets=merged_input, lone_hits=result["lone_hits"])
+    np.save(out / f"merged_s2s_{i}.npy", merged)
 print(json.dumps({"chunks": len(bounds)}))

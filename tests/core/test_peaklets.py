@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from straxd.core import pulse
-from straxd.core.chunk import sort_by_time
+from straxd.core.chunk import Chunk, sort_by_time
 from straxd.core.classification import PeakletClassification, classify
+from straxd.core.dtypes import merged_s2s_dtype
 from straxd.core.errors import ConfigInvalid
+from straxd.core.merged_s2s import MergedS2s, merge_s2s
 from straxd.core.peaklets_plugin import Peaklets
+from straxd.core.pipeline import merge_chunks
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal, run_straxen_script
 
@@ -52,6 +55,7 @@ class TestAgainstStraxen:
         plugin = Peaklets({"gain_model": TO_PE.tolist(), "hit_min_amplitude": 15})
         saturated = split = 0
         kinds: set[int] = set()
+        n_merged = 0
         for i, r in enumerate(records):
             before = r.copy()
             ours = plugin.compute(i, *bounds[i], records=r)
@@ -61,11 +65,27 @@ class TestAgainstStraxen:
             types = classify(ours["peaklets"], PeakletClassification().config)
             assert_struct_equal(types, np.load(tmp_path / f"peaklet_classification_{i}.npy"))
             kinds |= set(types["type"].tolist())
+            inputs = merge_chunks(
+                [
+                    Chunk("peaklets", "peaklets", "000001", *bounds[i], ours["peaklets"]),
+                    Chunk("peaklet_classification", "peaklets", "000001", *bounds[i], types),
+                ]
+            ).data
+            merged = merge_s2s(
+                inputs,
+                ours["lone_hits"],
+                MergedS2s().config | {"gain_model": None},
+                TO_PE,
+                merged_s2s_dtype(),
+            )
+            assert_struct_equal(merged, np.load(tmp_path / f"merged_s2s_{i}.npy"))
+            n_merged += len(merged)
             saturated += int((ours["peaklets"]["n_saturated_channels"] > 0).sum())
             split += int((ours["peaklets"]["max_gap"] == -1).sum())
         assert saturated > 0  # the saturation correction was exercised
         assert split > 0  # and so was splitting
         assert kinds == {0, 1, 2}
+        assert n_merged > 0
 
 
 class TestOptions:
