@@ -88,5 +88,5 @@ async def test_chunked_merged_s2s_equal_whole_run(tmp_path: Path) -> None:
     assert len(expected) > 5
     assert_struct_equal(chunked, expected)
     folder = find(tmp_path, RUN, "merged_s2s", registry.lineage_hash("merged_s2s"))
-    assert [c["start"] for c in folder.metadata["chunks"]][0] == 0
+    assert folder.metadata["chunks"][0]["start"] == 0
     assert folder.metadata["chunks"][-1]["end"] == 4 * CHUNK_NS
