@@ -11,6 +11,7 @@ from straxd.core.classification import PeakletClassification
 from straxd.core.daqreader import LiveRunConfig
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.merged_s2s import MergedS2s
+from straxd.core.peak_basics import PeakBasics, Peaks
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.plugin import Plugin, Registry
 from straxd.core.records import PulseProcessing
@@ -23,6 +24,8 @@ PLUGIN_CLASSES: tuple[type[Plugin], ...] = (
     Peaklets,
     PeakletClassification,
     MergedS2s,
+    Peaks,
+    PeakBasics,
 )
 # Options of the DAQReader that come from the run, never from the user.
 _RUN_OPTIONS = {"live_run", "live_run_error", "run_id"}

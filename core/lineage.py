@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,15 +38,26 @@ def hashablize(obj: Any) -> Any:
 
 
 class _NumpyEncoder(json.JSONEncoder):
-    """JSON for numpy scalars and arrays, as strax's NumpyJSONEncoder."""
+    """JSON for what hashablize leaves unserialisable, as strax's NumpyJSONEncoder.
+
+    Only called for objects the standard encoder refuses: numpy scalars, and hashable iterables
+    such as frozensets, which become lists of their (numpy) items.
+    """
 
     def default(self, o: Any) -> Any:
+        if isinstance(o, str | bytes):
+            # strax would recurse into the characters forever; refuse clearly instead.
+            return super().default(o)
+        try:
+            items = iter(o)
+        except TypeError:
+            pass
+        else:
+            return [self.default(item) for item in items]
         if isinstance(o, np.integer):
             return int(o)
         if isinstance(o, np.floating):
             return float(o)
-        if isinstance(o, np.ndarray):
-            return o.tolist()
         return super().default(o)
 
 
@@ -69,21 +80,27 @@ def check_run_id(run_id: str) -> str:
 
 @dataclass(frozen=True)
 class DataKey:
-    """Names one stored data type of one run: ``<run_id>-<data_type>-<lineage_hash>``."""
+    """Names one stored data type of one run: ``<run_id>-<data_type>-<lineage_hash>``.
+
+    The lineage is hashed once, at construction (as strax does when the lineage is set).
+    """
 
     run_id: str
     data_type: str
     lineage: Mapping[str, Any]
+    lineage_hash: str = field(init=False)
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
-        if not self.data_type or "-" in self.data_type:
-            raise BadInput(f"invalid data type {self.data_type!r}")
-
-    @property
-    def lineage_hash(self) -> str:
-        """The 10-character hash of the lineage."""
-        return deterministic_hash(self.lineage)
+        # strax derives file names by deleting "_temp" anywhere in the folder name, so a data type
+        # containing it could be written but never read back.
+        bad = [part for part in ("-", "/", "_temp") if part in self.data_type]
+        if not self.data_type or bad:
+            raise BadInput(
+                f"invalid data type {self.data_type!r} for run {self.run_id}: it must be "
+                "non-empty and contain no '-', '/' or '_temp'"
+            )
+        object.__setattr__(self, "lineage_hash", deterministic_hash(self.lineage))
 
     def __str__(self) -> str:
         return f"{self.run_id}-{self.data_type}-{self.lineage_hash}"

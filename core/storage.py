@@ -4,7 +4,11 @@ A data type of a run lives in ``<root>/<run_id>-<data_type>-<lineage_hash>/``: o
 per non-empty chunk and ``<data_type>-<hash>-metadata.json``. While writing, the folder is
 ``..._temp`` and the metadata is rewritten after every chunk, so a run being written can be
 followed. ``close()`` adds ``writing_ended`` and renames the folder; a failed write records the
-``exception`` and stays in ``_temp``, so a broken output never takes the final name.
+``exception`` and stays in ``_temp``, so a broken output never takes the final name (strax itself
+renames broken output; we keep the final name for data that is whole).
+
+Every file goes through ``<name>_temp`` and a rename, with an fsync in between by default, so a
+crash leaves either the old file or the new one. The metadata keys are exactly strax's.
 """
 
 from __future__ import annotations
@@ -15,27 +19,58 @@ import shutil
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
+from bson import json_util
 
 from straxd.core.chunk import Chunk, endtime
-from straxd.core.compress import get_codec
+from straxd.core.compress import compress_array, get_codec
 from straxd.core.dtypes import remove_titles
 from straxd.core.errors import BadInput, ChunkError, OutputExists, StraxdError
-from straxd.core.lineage import DataKey
+from straxd.core.lineage import DataKey, check_run_id
 
-# The strax file-format version we write; strax refuses data older than 0.9.0.
+# The strax version we write as; strax only refuses data older than 0.9.0, and naming the
+# version whose format we reproduce lets any strax tool treat our folders as its own.
 STRAX_FORMAT_VERSION = "2.2.3"
-STRAXD_VERSION = "0.1.0"
 TEMP_SUFFIX = "_temp"
 Overwrite = Literal["never", "if_broken", "always"]
+STRAX_METADATA_KEYS = frozenset(
+    {
+        "run_id",
+        "data_type",
+        "data_kind",
+        "dtype",
+        "lineage",
+        "lineage_hash",
+        "compressor",
+        "chunk_target_size_mb",
+        "strax_version",
+        "writing_started",
+        "writing_ended",
+        "chunks",
+        "start",
+        "end",
+        "exception",
+    }
+)
 
 
 def metadata_filename(dirname: str) -> str:
     """``<data_type>-<hash>-metadata.json`` for folder ``<run_id>-<data_type>-<hash>``."""
-    return f"{dirname.split('-', 1)[1]}-metadata.json"
+    return f"{dirname.removesuffix(TEMP_SUFFIX).split('-', 1)[1]}-metadata.json"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def write_atomic(path: Path, payload: bytes, fsync: bool = True) -> None:
@@ -54,8 +89,49 @@ def dump_metadata(metadata: dict[str, Any]) -> bytes:
     return json.dumps(metadata, sort_keys=True, indent=4).encode()
 
 
+@dataclass(frozen=True)
+class EncodedChunk:
+    """A chunk compressed and described, ready to be committed to its folder."""
+
+    info: dict[str, Any]  # strax's chunk entry, without chunk_i, filename and filesize
+    payload: bytes | None  # None for an empty chunk: strax writes no file for it
+
+
+def encode_chunk(chunk: Chunk, dtype: np.dtype[Any], compressor: str) -> EncodedChunk:
+    """Check and compress one chunk (pure and thread-safe: run it in a worker pool)."""
+    got, declared = remove_titles(chunk.data.dtype), remove_titles(dtype)
+    if got != declared:
+        raise BadInput(f"{chunk!r}: dtype {got} differs from the declared {declared}")
+    # Same fields in the same order: the cast only adds the declared titles.
+    data = np.ascontiguousarray(chunk.data).astype(dtype, copy=False)
+    info: dict[str, Any] = {
+        "n": len(data),
+        "start": int(chunk.start),
+        "end": int(chunk.end),
+        "run_id": chunk.run_id,
+        "subruns": chunk.subruns,
+        "nbytes": int(data.nbytes),
+    }
+    if not len(data):
+        return EncodedChunk(info, None)
+    ends = endtime(data[[0, -1]])
+    info.update(
+        first_time=int(data["time"][0]),
+        first_endtime=int(ends[0]),
+        last_time=int(data["time"][-1]),
+        last_endtime=int(ends[1]),
+    )
+    return EncodedChunk(info, compress_array(compressor, data))
+
+
 class ChunkWriter:
-    """Write the chunks of one data type of one run; ``close()`` makes it final."""
+    """Write the chunks of one data type of one run; ``close()`` makes it final.
+
+    Constructing it opens the output: the overwrite rule is checked, a stale ``_temp`` folder is
+    removed and the metadata without chunks is written. Use it as a context manager (an exception
+    closes it as broken) or call ``close`` yourself. ``write`` does everything in the calling
+    thread; to compress in a pool, run ``encode`` there and ``commit`` the results in order.
+    """
 
     def __init__(
         self,
@@ -70,16 +146,22 @@ class ChunkWriter:
         overwrite: Overwrite = "if_broken",
         fsync: bool = True,
     ) -> None:
-        self.codec = get_codec(compressor)
+        self.compressor = get_codec(compressor).name
         self.key = key
         self.dirname = str(key)
-        self.final_dir = Path(root) / self.dirname
-        self.temp_dir = Path(root) / (self.dirname + TEMP_SUFFIX)
-        self.prefix = self.dirname.split("-", 1)[1]
+        self.root = Path(root)
+        self.final_dir = self.root / self.dirname
+        self.temp_dir = self.root / (self.dirname + TEMP_SUFFIX)
         self.dtype = np.dtype(dtype)
+        self.data_kind = data_kind
         self.fsync = fsync
         self.closed = False
+        clash = sorted(STRAX_METADATA_KEYS & set(extra_metadata or {}))
+        if clash:
+            raise BadInput(f"{self.final_dir}: extra metadata may not set strax's keys {clash}")
         self._check_overwrite(overwrite)
+        # Extra keys (e.g. ones found in a source folder being recompressed) come first, so
+        # nothing can replace strax's own.
         self.metadata: dict[str, Any] = {
             **(extra_metadata or {}),
             "run_id": key.run_id,
@@ -88,95 +170,111 @@ class ChunkWriter:
             "dtype": repr(self.dtype.descr),
             "lineage": key.lineage,
             "lineage_hash": key.lineage_hash,
-            "compressor": compressor,
+            "compressor": self.compressor,
             "chunk_target_size_mb": chunk_target_size_mb,
             "strax_version": STRAX_FORMAT_VERSION,
-            "straxd_version": STRAXD_VERSION,
             "writing_started": time.time(),
             "chunks": [],
         }
         if self.temp_dir.exists():
-            shutil.rmtree(self.temp_dir)  # a stale attempt: never anyone's last copy
+            shutil.rmtree(self.temp_dir)  # an earlier attempt that died: never a valid copy
         self.temp_dir.mkdir(parents=True)
         self._flush()
 
     def _check_overwrite(self, overwrite: Overwrite) -> None:
+        if overwrite not in ("never", "if_broken", "always"):
+            raise BadInput(f"unknown overwrite rule {overwrite!r}; use never, if_broken or always")
         if not self.final_dir.exists() or overwrite == "always":
             return
         if overwrite == "if_broken":
             from straxd.core.storage_read import Status, status_of  # the reader imports us
 
             if status_of(self.final_dir) is Status.COMPLETE:
-                raise OutputExists(str(self.final_dir), f"complete data exists at {self.final_dir}")
+                raise OutputExists(
+                    str(self.final_dir),
+                    f"complete data exists at {self.final_dir} (overwrite rule if_broken)",
+                )
             return
-        raise OutputExists(str(self.final_dir))
+        raise OutputExists(
+            str(self.final_dir), f"data exists at {self.final_dir} (overwrite rule never)"
+        )
 
     @property
     def n_chunks(self) -> int:
         """Chunks written so far."""
         return len(self.metadata["chunks"])
 
+    @property
+    def metadata_path(self) -> Path:
+        """The metadata file inside the temp folder."""
+        return self.temp_dir / metadata_filename(self.dirname)
+
     def _flush(self) -> None:
-        write_atomic(
-            self.temp_dir / f"{self.prefix}-metadata.json", dump_metadata(self.metadata), self.fsync
-        )
+        write_atomic(self.metadata_path, dump_metadata(self.metadata), self.fsync)
 
-    def _check(self, chunk: Chunk) -> None:
-        where = f"{self.temp_dir} chunk {self.n_chunks}"
-        if remove_titles(chunk.data.dtype) != remove_titles(self.dtype):
-            raise BadInput(f"{where}: dtype {chunk.data.dtype} differs from {self.dtype}")
+    def encode(self, chunk: Chunk) -> EncodedChunk:
+        """Check the chunk belongs here and compress it; touches no file and no state."""
+        where = f"{self.temp_dir}: {chunk!r}"
         if (chunk.run_id, chunk.data_type) != (self.key.run_id, self.key.data_type):
-            raise BadInput(f"{where}: got {chunk.run_id}/{chunk.data_type}")
-        if self.metadata["chunks"]:
-            previous_end = self.metadata["chunks"][-1]["end"]
-            if chunk.start != previous_end:
-                raise ChunkError(
-                    f"{where}: starts at {chunk.start} but the previous chunk ended at "
-                    f"{previous_end} (chunks must be contiguous and in order)"
-                )
+            raise BadInput(f"{where} is not {self.key.data_type} of run {self.key.run_id}")
+        if chunk.data_kind != self.data_kind:
+            raise BadInput(f"{where} has data kind {chunk.data_kind}, not {self.data_kind}")
+        try:
+            return encode_chunk(chunk, self.dtype, self.compressor)
+        except BadInput as err:
+            raise BadInput(f"{self.temp_dir}: {err}") from None
 
-    def write(self, chunk: Chunk) -> None:
-        """Compress and store one chunk, then rewrite the metadata (call from a worker thread)."""
+    def commit(self, encoded: EncodedChunk) -> dict[str, Any]:
+        """Store an encoded chunk as the next one and rewrite the metadata; returns its entry."""
         if self.closed:
             raise StraxdError(f"{self.temp_dir} is already closed")
-        self._check(chunk)
-        data = np.ascontiguousarray(chunk.data).astype(self.dtype, copy=False)
-        info: dict[str, Any] = {
-            "chunk_i": self.n_chunks,
-            "n": len(data),
-            "start": int(chunk.start),
-            "end": int(chunk.end),
-            "run_id": chunk.run_id,
-            "subruns": chunk.subruns,
-            "nbytes": int(data.nbytes),
-        }
-        if len(data):
-            ends = endtime(data[[0, -1]])
-            info.update(
-                first_time=int(data["time"][0]),
-                first_endtime=int(ends[0]),
-                last_time=int(data["time"][-1]),
-                last_endtime=int(ends[1]),
-            )
-            filename = f"{self.prefix}-{info['chunk_i']:06d}"
-            payload = self.codec.compress(data.data.cast("B"))
-            write_atomic(self.temp_dir / filename, payload, self.fsync)
-            info.update(filename=filename, filesize=len(payload))
+        chunk_i = self.n_chunks
+        info = {"chunk_i": chunk_i, **encoded.info}
+        if self.metadata["chunks"]:
+            previous_end = self.metadata["chunks"][-1]["end"]
+            if info["start"] != previous_end:
+                order = "overlaps" if info["start"] < previous_end else "leaves a gap after"
+                raise ChunkError(
+                    f"{self.temp_dir} chunk {chunk_i}: [{info['start']}, {info['end']}) "
+                    f"{order} the previous chunk ending at {previous_end} (chunks must be "
+                    "contiguous and in order)"
+                )
+        if encoded.payload is not None:
+            filename = f"{self.dirname.split('-', 1)[1]}-{chunk_i:06d}"
+            write_atomic(self.temp_dir / filename, encoded.payload, self.fsync)
+            info.update(filename=filename, filesize=len(encoded.payload))
         self.metadata["chunks"].append(info)
+        if chunk_i == 0:
+            self.metadata["start"] = info["start"]  # as strax, so followers see the start early
         self._flush()
+        return info
+
+    def write(self, chunk: Chunk) -> dict[str, Any]:
+        """Check, compress and store one chunk, then rewrite the metadata; returns its entry."""
+        if self.closed:
+            raise StraxdError(f"{self.temp_dir} is already closed")
+        return self.commit(self.encode(chunk))
 
     def close(self, exception: BaseException | None = None) -> Path:
-        """Finish writing and return the folder; on failure the folder stays ``_temp``."""
+        """Finish writing and return the folder; on failure the folder stays ``_temp``.
+
+        Closing without any chunk is a failure too: neither strax nor straxd can load it.
+        """
         if self.closed:
             raise StraxdError(f"{self.temp_dir} is already closed")
         self.closed = True
         chunks = self.metadata["chunks"]
+        no_chunks = None
+        if exception is None and not chunks:
+            exception = no_chunks = ChunkError(f"{self.temp_dir}: closed without any chunk")
         if chunks:
             self.metadata["start"], self.metadata["end"] = chunks[0]["start"], chunks[-1]["end"]
         if exception is not None:
             self.metadata["exception"] = "".join(traceback.format_exception(exception))
         self.metadata["writing_ended"] = time.time()
         self._flush()
+        if no_chunks is not None:
+            raise no_chunks
         if exception is not None:
             return self.temp_dir
         self._replace_final()
@@ -189,13 +287,40 @@ class ChunkWriter:
             aside = self.final_dir.with_name(f"{self.dirname}_old_{uuid.uuid4().hex[:8]}")
             os.rename(self.final_dir, aside)
         os.rename(self.temp_dir, self.final_dir)
+        if self.fsync:
+            fsync_dir(self.root)
         if aside is not None:
             shutil.rmtree(aside)
 
+    def __enter__(self) -> ChunkWriter:
+        return self
 
-def write_run_metadata(root: Path, run_id: str, metadata: dict[str, Any]) -> Path:
-    """Write ``<run_id>-metadata.json`` (strax's run-level metadata), atomically."""
-    path = Path(root) / f"{run_id}-metadata.json"
-    payload = json.dumps(metadata, sort_keys=True, indent=4, default=str).encode()
-    write_atomic(path, payload)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.closed:
+            self.close(exc)
+
+
+def run_metadata_path(root: Path | str, run_id: str) -> Path:
+    """``<root>/<run_id>-metadata.json``."""
+    return Path(root) / f"{check_run_id(run_id)}-metadata.json"
+
+
+def write_run_metadata(
+    root: Path | str, run_id: str, metadata: dict[str, Any], fsync: bool = True
+) -> Path:
+    """Write run-level metadata as strax's ``DataDirectory.write_run_metadata``, atomically.
+
+    Datetimes and other BSON types are written as MongoDB extended JSON, as strax does, so strax
+    reads them back as datetimes. ``name`` defaults to the run id.
+    """
+    path = run_metadata_path(root, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"name": run_id, **metadata}
+    payload = json.dumps(document, sort_keys=True, indent=4, default=json_util.default)
+    write_atomic(path, payload.encode(), fsync)
     return path

@@ -2,7 +2,7 @@
 
 Reads what strax 2.2.3 writes (all four compressors, empty chunks, the legacy plain
 ``metadata.json``) and what ``storage.ChunkWriter`` writes. Every problem is an error that names
-the file at fault; nothing is ever modified by reading.
+the file at fault; reading never modifies anything.
 """
 
 from __future__ import annotations
@@ -12,19 +12,23 @@ import enum
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bson import json_util
 
 from straxd.core.chunk import Chunk
-from straxd.core.compress import decompress_file_bytes, get_codec
+from straxd.core.compress import decompress_file_into, get_codec
 from straxd.core.errors import BadInput, ChunkError, DataCorrupted, DataNotAvailable
-from straxd.core.storage import TEMP_SUFFIX, metadata_filename
+from straxd.core.storage import TEMP_SUFFIX, metadata_filename, run_metadata_path
 
 REQUIRED_KEYS = ("run_id", "data_type", "data_kind", "dtype", "compressor")
-REQUIRED_CHUNK_KEYS = ("start", "end", "run_id")
+REQUIRED_CHUNK_KEYS = ("n", "start", "end", "run_id")
 OLDEST_STRAX_VERSION = (0, 9, 0)
+DEFAULT_CHUNK_TARGET_MB = 200
+_RUN_METADATA_JSON = json_util.JSONOptions(tz_aware=True, tzinfo=UTC)
 
 
 class Status(enum.Enum):
@@ -43,26 +47,27 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def parse_dtype(text: str, source: str) -> np.dtype[Any]:
+def parse_dtype(text: Any, source: str) -> np.dtype[Any]:
     """The dtype from strax's ``repr(dtype.descr)`` string."""
     try:
         dtype: np.dtype[Any] = np.dtype(ast.literal_eval(text))
-    except (ValueError, TypeError, SyntaxError, MemoryError) as err:
-        raise DataCorrupted(f"{source}: dtype {text[:80]!r} does not parse: {err}") from None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as err:
+        shown = str(text)[:80]
+        raise DataCorrupted(f"{source}: dtype {shown!r} does not parse: {err}") from None
     return dtype
 
 
 def read_metadata(folder: Path) -> tuple[dict[str, Any], Path]:
     """The metadata dict of a folder and the file it came from."""
-    path = folder / metadata_filename(folder.name.removesuffix(TEMP_SUFFIX))
+    path = folder / metadata_filename(folder.name)
     if not path.exists() and (folder / "metadata.json").exists():
         path = folder / "metadata.json"  # older strax wrote a plain name
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise DataCorrupted(f"{path}: metadata file is missing") from None
-    except OSError as err:
-        raise DataCorrupted(f"{path}: cannot read metadata: {err.strerror}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataCorrupted(f"{path}: cannot read metadata: {err}") from None
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as err:
@@ -70,6 +75,33 @@ def read_metadata(folder: Path) -> tuple[dict[str, Any], Path]:
     if not isinstance(metadata, dict):
         raise DataCorrupted(f"{path}: metadata is not a JSON object")
     return metadata, path
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_chunk_entries(chunks: Any, source: str, allow_none: bool) -> None:
+    """Entries complete, well-typed, in order and not overlapping."""
+    if not isinstance(chunks, list) or (not chunks and not allow_none):
+        raise DataCorrupted(f"{source}: metadata has no chunks")
+    previous_end = None
+    for i, info in enumerate(chunks):
+        if not isinstance(info, dict):
+            raise DataCorrupted(f"{source}: chunk entry {i} is not an object")
+        absent = [k for k in REQUIRED_CHUNK_KEYS if k not in info]
+        if absent:
+            raise DataCorrupted(f"{source}: chunk entry {i} lacks {absent}")
+        if not all(_is_int(info[k]) for k in ("n", "start", "end")) or info["n"] < 0:
+            raise DataCorrupted(f"{source}: chunk entry {i} has a bad n, start or end")
+        if info["start"] > info["end"]:
+            raise ChunkError(f"{source}: chunk {i} ends at {info['end']} before its start")
+        if previous_end is not None and info["start"] < previous_end:
+            raise ChunkError(
+                f"{source}: chunk {i} starts at {info['start']}, before the previous chunk "
+                f"ends at {previous_end} (overlapping or out of order)"
+            )
+        previous_end = info["end"]
 
 
 @dataclass
@@ -89,27 +121,15 @@ class StoredData:
         version = self.metadata.get("strax_version")
         if version is not None and _version_tuple(str(version)) < OLDEST_STRAX_VERSION:
             raise DataCorrupted(f"{source}: written by strax {version}, older than 0.9.0")
-        get_codec(self.metadata["compressor"])  # unknown compressor: a clear error now
+        try:
+            get_codec(self.metadata["compressor"], source)
+        except BadInput as err:
+            raise DataCorrupted(str(err)) from None
         self.dtype = parse_dtype(self.metadata["dtype"], source)
-        self._check_chunks(source)
-
-    def _check_chunks(self, source: str) -> None:
-        chunks = self.metadata.get("chunks")
-        if not isinstance(chunks, list) or (not chunks and self.status is Status.COMPLETE):
-            raise DataCorrupted(f"{source}: metadata has no chunks")
-        previous_end = None
-        for i, info in enumerate(chunks):
-            absent = [k for k in REQUIRED_CHUNK_KEYS if k not in info]
-            if absent:
-                raise DataCorrupted(f"{source}: chunk {i} lacks {absent}")
-            if info["start"] > info["end"]:
-                raise ChunkError(f"{source}: chunk {i} ends before it starts")
-            if previous_end is not None and info["start"] < previous_end:
-                raise ChunkError(
-                    f"{source}: chunk {i} starts at {info['start']}, before the previous chunk "
-                    f"ends at {previous_end} (overlapping or out of order)"
-                )
-            previous_end = info["end"]
+        # A folder still being written may have no chunks yet; a finished one must have some.
+        _check_chunk_entries(
+            self.metadata.get("chunks"), source, self.status is not Status.COMPLETE
+        )
 
     @property
     def status(self) -> Status:
@@ -130,45 +150,45 @@ class StoredData:
         """Number of chunks listed in the metadata."""
         return len(self.metadata["chunks"])
 
+    @property
+    def compressor(self) -> str:
+        """The compressor of every chunk file."""
+        return str(self.metadata["compressor"])
+
     def load_chunk(self, chunk_i: int) -> Chunk:
-        """Load and check one chunk."""
+        """Load and check one chunk (empty chunks have no file and give an empty array)."""
+        if not 0 <= chunk_i < self.n_chunks:
+            raise IndexError(f"{self.metadata_path}: no chunk {chunk_i} in {self.n_chunks}")
         info = self.metadata["chunks"][chunk_i]
-        n_rows = int(info.get("n", 0))
-        if n_rows == 0:
-            data = np.zeros(0, dtype=self.dtype)
-        else:
-            data = self._read_rows(info, chunk_i, n_rows)
+        try:
+            data = np.empty(info["n"], dtype=self.dtype)
+        except MemoryError:
+            raise DataCorrupted(
+                f"{self.metadata_path}: chunk {chunk_i} announces {info['n']} rows, more than "
+                "fit in memory"
+            ) from None
+        if len(data):
+            decompress_file_into(self.compressor, self._chunk_path(info, chunk_i), data)
         try:
             return Chunk(
                 data_type=self.metadata["data_type"],
                 data_kind=self.metadata["data_kind"],
                 run_id=info["run_id"],
-                start=int(info["start"]),
-                end=int(info["end"]),
+                start=info["start"],
+                end=info["end"],
                 data=data,
-                target_size_mb=self.metadata.get("chunk_target_size_mb", 200),
+                target_size_mb=self.metadata.get("chunk_target_size_mb", DEFAULT_CHUNK_TARGET_MB),
                 subruns=info.get("subruns"),
             )
         except ChunkError as err:
-            raise DataCorrupted(f"{self.folder} chunk {chunk_i}: {err}") from None
+            raise DataCorrupted(f"{self._chunk_path(info, chunk_i)}: {err}") from None
 
-    def _read_rows(self, info: dict[str, Any], chunk_i: int, n_rows: int) -> np.ndarray:
+    def _chunk_path(self, info: dict[str, Any], chunk_i: int) -> Path:
+        # strax's own loader uses ``filename``; the name it would have is the fallback.
         name = info.get("filename") or f"{self.folder.name.split('-', 1)[1]}-{chunk_i:06d}"
-        path = self.folder / name.removesuffix(TEMP_SUFFIX)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise DataCorrupted(f"{path}: chunk file is missing") from None
-        payload = decompress_file_bytes(self.metadata["compressor"], raw, str(path))
-        if len(payload) % self.dtype.itemsize:
-            raise DataCorrupted(
-                f"{path}: {len(payload)} bytes is not a whole number of "
-                f"{self.dtype.itemsize}-byte rows"
-            )
-        data = np.frombuffer(payload, dtype=self.dtype)
-        if len(data) != n_rows:
-            raise DataCorrupted(f"{path}: holds {len(data)} rows, metadata says {n_rows}")
-        return data
+        if not isinstance(name, str) or "/" in name or name in (".", ".."):
+            raise DataCorrupted(f"{self.metadata_path}: chunk {chunk_i} filename {name!r} is bad")
+        return self.folder / name
 
     def iter_chunks(self) -> Iterator[Chunk]:
         """Every chunk in order, empty chunks included."""
@@ -197,14 +217,17 @@ def status_of(folder: Path | str) -> Status | None:
         return None
     try:
         return open_data(folder).status
-    except (DataCorrupted, ChunkError, BadInput):
+    except (DataCorrupted, ChunkError, DataNotAvailable):
         return Status.BROKEN
 
 
 def find(
     root: Path | str, run_id: str, data_type: str, lineage_hash: str, allow_incomplete: bool = False
 ) -> StoredData:
-    """The stored data of one key; incomplete data only when ``allow_incomplete``."""
+    """The stored data of one key; incomplete data (``_temp`` too) only if ``allow_incomplete``.
+
+    Broken data (``exception`` recorded) is never returned, as in strax.
+    """
     name = f"{run_id}-{data_type}-{lineage_hash}"
     final = Path(root) / name
     candidates = [final, final.with_name(name + TEMP_SUFFIX)] if allow_incomplete else [final]
@@ -217,3 +240,21 @@ def find(
                 return stored
             raise DataNotAvailable(f"{folder}: incomplete (writing has not ended)")
     raise DataNotAvailable(f"{final}: not stored")
+
+
+def read_run_metadata(root: Path | str, run_id: str) -> dict[str, Any]:
+    """Run-level metadata ``<run_id>-metadata.json``; datetimes come back timezone-aware UTC."""
+    path = run_metadata_path(root, run_id)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataNotAvailable(f"{path}: no run metadata for run {run_id}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataCorrupted(f"{path}: cannot read run metadata: {err}") from None
+    try:
+        document = json_util.loads(text, json_options=_RUN_METADATA_JSON)
+    except (ValueError, TypeError) as err:
+        raise DataCorrupted(f"{path}: run metadata is not valid JSON ({err})") from None
+    if not isinstance(document, dict):
+        raise DataCorrupted(f"{path}: run metadata is not a JSON object")
+    return document

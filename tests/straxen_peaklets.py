@@ -28,6 +28,10 @@ classifier.setup()
 merger = st._get_plugins(("merged_s2s",), "000001")["merged_s2s"]
 merger.setup()
 merger.to_pe = to_pe
+peaks_plugin = st._get_plugins(("peaks",), "000001")["peaks"]
+peaks_plugin.setup()
+basics = st._get_plugins(("peak_basics",), "000001")["peak_basics"]
+basics.setup()
 bounds = json.loads((source / "bounds.json").read_text())
 for i, (start, end) in enumerate(bounds):
     records = np.load(source / f"records_{i}.npy")
@@ -40,4 +44,7 @@ for i, (start, end) in enumerate(bounds):
     merged_input = strax.merge_arrs([result["peaklets"], types], dtype=merged_dtype)
     merged = merger.compute(peaklets=merged_input, lone_hits=result["lone_hits"])
     np.save(out / f"merged_s2s_{i}.npy", merged)
+    peaks = peaks_plugin.compute(peaklets=merged_input, merged_s2s=merged)
+    np.save(out / f"peaks_{i}.npy", peaks)
+    np.save(out / f"peak_basics_{i}.npy", basics.compute(peaks=peaks))
 print(json.dumps({"chunks": len(bounds)}))

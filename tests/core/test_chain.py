@@ -12,9 +12,10 @@ import numpy as np
 from straxd.core import pulse
 from straxd.core.chunk import Chunk, sort_by_time
 from straxd.core.classification import PeakletClassification, classify
-from straxd.core.dtypes import merged_s2s_dtype, record_dtype
+from straxd.core.dtypes import merged_s2s_dtype, peaks_dtype, record_dtype
 from straxd.core.filestore import FileStore
 from straxd.core.merged_s2s import MergedS2s, merge_s2s
+from straxd.core.peak_basics import PeakBasics, Peaks, make_peak_basics, make_peaks
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.pipeline import Pipeline, merge_chunks
 from straxd.core.plugin import Option, Registry, RunInPool, SourcePlugin
@@ -61,14 +62,13 @@ class RecordsSource(SourcePlugin):
 
 
 async def test_chunked_merged_s2s_equal_whole_run(tmp_path: Path) -> None:
-    """merged_s2s made chunk by chunk (overlap window) equal one computation on the whole run."""
+    """merged_s2s and peak_basics made chunk by chunk equal one computation on the whole run."""
     config = {"gain_model": TO_PE}
-    registry = Registry(
-        [RecordsSource(), Peaklets(config), PeakletClassification(), MergedS2s(config)]
-    )
+    plugins = [RecordsSource(), Peaklets(config), PeakletClassification(), MergedS2s(config)]
+    registry = Registry([*plugins, Peaks(), PeakBasics()])
     store = FileStore(tmp_path, RUN, fsync=False)
     with ThreadPoolExecutor(2) as pool:
-        await Pipeline(registry, store, RUN, ["merged_s2s"], pool).run()
+        await Pipeline(registry, store, RUN, ["merged_s2s", "peak_basics"], pool).run()
 
     def stored(name: str) -> np.ndarray:
         return find(tmp_path, RUN, name, registry.lineage_hash(name)).load_all()
@@ -87,6 +87,9 @@ async def test_chunked_merged_s2s_equal_whole_run(tmp_path: Path) -> None:
     chunked = stored("merged_s2s")
     assert len(expected) > 5
     assert_struct_equal(chunked, expected)
+    whole_peaks = make_peaks(whole, expected, True, peaks_dtype())
+    assert_struct_equal(stored("peak_basics"), make_peak_basics(whole_peaks, 253))
+    assert not store.has("peaks", registry.lineage_hash("peaks"))  # EXPLICIT: not saved
     folder = find(tmp_path, RUN, "merged_s2s", registry.lineage_hash("merged_s2s"))
     assert folder.metadata["chunks"][0]["start"] == 0
     assert folder.metadata["chunks"][-1]["end"] == 4 * CHUNK_NS

@@ -11,9 +11,10 @@ import pytest
 from straxd.core import pulse
 from straxd.core.chunk import Chunk, sort_by_time
 from straxd.core.classification import PeakletClassification, classify
-from straxd.core.dtypes import merged_s2s_dtype
+from straxd.core.dtypes import merged_s2s_dtype, peaks_dtype
 from straxd.core.errors import ConfigInvalid
 from straxd.core.merged_s2s import MergedS2s, merge_s2s
+from straxd.core.peak_basics import make_peak_basics, make_peaks
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.pipeline import merge_chunks
 from straxd.core.synth import DetectorModel, Simulator
@@ -80,6 +81,11 @@ class TestAgainstStraxen:
             )
             assert_struct_equal(merged, np.load(tmp_path / f"merged_s2s_{i}.npy"))
             n_merged += len(merged)
+            peaks = make_peaks(inputs, merged, True, peaks_dtype())
+            assert_struct_equal(peaks, np.load(tmp_path / f"peaks_{i}.npy"))
+            assert_struct_equal(
+                make_peak_basics(peaks, 253), np.load(tmp_path / f"peak_basics_{i}.npy")
+            )
             saturated += int((ours["peaklets"]["n_saturated_channels"] > 0).sum())
             split += int((ours["peaklets"]["max_gap"] == -1).sum())
         assert saturated > 0  # the saturation correction was exercised

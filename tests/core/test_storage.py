@@ -1,57 +1,141 @@
-"""The strax file format: straxd writes what strax 2.2.3 loads, and reads what strax writes."""
+"""The chunk writer: strax's folder protocol, crash safety, refusals and overwrite rules.
+
+The helpers at the top (dtypes, the chunked-array strategy, strax plugin factories) are shared
+with test_storage_read.py and test_storage_interop.py.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import strax
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from straxd.core.chunk import Chunk, endtime
+from straxd.core.chunk import Chunk
 from straxd.core.dtypes import raw_record_dtype
-from straxd.core.errors import BadInput, ChunkError, OutputExists
+from straxd.core.errors import BadInput, ChunkError, OutputExists, StraxdError
 from straxd.core.lineage import DataKey
-from straxd.core.storage import ChunkWriter
+from straxd.core.storage import ChunkWriter, metadata_filename
 from straxd.core.storage_read import Status, find, open_data, status_of
-from tests.strategies import TIME_DT_DTYPE, TIME_END_DTYPE, interval_arrays
 
 COMPRESSORS = ("zstd", "lz4", "bz2", "blosc")
 RUN = "000042"
-RAW_DTYPE = raw_record_dtype()
-RAW_FIXED = np.dtype([(n, RAW_DTYPE[n]) for n in RAW_DTYPE.names])  # titles dropped below
+T0_NS = 1_700_000_000 * 10**9
+TIME_DT = np.dtype(
+    [
+        (("Start time since unix epoch [ns]", "time"), "<i8"),
+        (("Length of the interval in samples", "length"), "<i4"),
+        (("Width of one sample [ns]", "dt"), "<i2"),
+        (("Channel/PMT number", "channel"), "<i2"),
+        (("Integral [PE]", "area"), "<f4"),
+    ]
+)
+TIME_END = np.dtype(
+    [
+        (("Start time since unix epoch [ns]", "time"), "<i8"),
+        (("Exclusive end time since unix epoch [ns]", "endtime"), "<i8"),
+        (("Some value", "value"), "<f8"),
+    ]
+)
+RAW = raw_record_dtype()  # titles and an i2[110] subarray
+MIXED = np.dtype(  # titles on some fields only, bool, multi-dimensional subarrays
+    [
+        (("Start time since unix epoch [ns]", "time"), "<i8"),
+        ("endtime", "<i8"),
+        (("A flag", "flag"), "?"),
+        ("waveform", "<f4", (3,)),
+        (("A matrix", "matrix"), "<i2", (2, 2)),
+        ("tag", "u1"),
+    ]
+)
+DTYPES = {"time_dt": TIME_DT, "time_end": TIME_END, "raw": RAW, "mixed": MIXED}
 
 
-def _raw_records(n: int, seed: int) -> np.ndarray:
-    """raw_records rows (titles included) with random waveforms, sorted by time."""
+def random_rows(dtype: np.dtype[Any], n: int, seed: int) -> np.ndarray:
+    """Rows full of random bytes (valid bools); times are set by the caller."""
     rng = np.random.default_rng(seed)
-    data = np.zeros(n, RAW_DTYPE)
-    data["time"] = np.sort(rng.integers(1_000_000, 2_000_000, n)) // 10 * 10
-    data["length"], data["dt"] = 110, 10
-    data["channel"] = rng.integers(0, 494, n)
-    data["data"] = rng.integers(15000, 16383, (n, 110))
+    data = np.frombuffer(rng.bytes(n * dtype.itemsize), dtype=dtype).copy()
+    for name in dtype.names or ():
+        if dtype[name].kind == "b":
+            data[name] = rng.integers(0, 2, data[name].shape).astype(bool)
     return data
 
 
-def _split_into_chunks(data: np.ndarray, cuts: list[int], data_type: str) -> list[Chunk]:
-    """Contiguous chunks covering the data, cut where nothing straddles."""
-    start = int(data["time"][0]) if len(data) else 0
-    end = int(endtime(data).max()) if len(data) else 10
-    whole = Chunk(data_type, data_type, RUN, start, end, data)
+@st.composite
+def chunked_arrays(
+    draw: st.DrawFn, dtype: np.dtype[Any], max_rows: int = 30
+) -> tuple[np.ndarray, list[int]]:
+    """Sorted, non-overlapping rows and chunk boundaries that lie in the gaps between them.
+
+    Boundaries may repeat (a zero-length empty chunk) or enclose no row (an empty chunk).
+    """
+    n = draw(st.integers(0, max_rows))
+    gaps = draw(st.lists(st.integers(0, 300), min_size=n + 1, max_size=n + 1))
+    lengths = draw(st.lists(st.integers(1, 40), min_size=n, max_size=n))
+    data = random_rows(dtype, n, draw(st.integers(0, 2**32 - 1)))
+    has_dt = "dt" in (dtype.names or ())
+    dt = draw(st.sampled_from([1, 2, 10])) if has_dt else 1
+    safe = []  # intervals between rows where a boundary may lie
+    t = T0_NS
+    for i in range(n):
+        safe.append((t, t + gaps[i]))
+        t += gaps[i]
+        data["time"][i] = t
+        if has_dt:
+            data["length"][i], data["dt"][i] = lengths[i], dt
+        else:
+            data["endtime"][i] = t + lengths[i] * dt
+        t += lengths[i] * dt
+    safe.append((t, t + gaps[n]))
+
+    def boundary(where: tuple[int, float]) -> int:
+        lo, hi = safe[where[0]]
+        return lo + round(where[1] * (hi - lo))
+
+    spot = st.tuples(st.integers(0, len(safe) - 1), st.floats(0, 1))
+    inner = [boundary(w) for w in draw(st.lists(spot, max_size=5))]
+    ends = boundary((0, draw(st.floats(0, 1)))), boundary((n, draw(st.floats(0, 1))))
+    first, last = min(ends), max(ends)  # without rows both come from the same interval
+    bounds = [first, *sorted(b for b in inner if first <= b <= last), last]
+    return data, bounds
+
+
+def make_chunks(
+    data: np.ndarray, bounds: list[int], data_type: str = "things", run_id: str = RUN
+) -> list[Chunk]:
+    """The chunks [bounds[i], bounds[i+1]) holding the rows that start inside them."""
     chunks = []
-    for t in sorted(cuts):
-        piece, whole = whole.split(t, allow_early_split=True)
-        chunks.append(piece)
-    chunks.append(whole)
+    for start, end in itertools.pairwise(bounds):
+        rows = data[(data["time"] >= start) & (data["time"] < end)]
+        chunks.append(Chunk(data_type, data_type, run_id, start, end, rows))
     return chunks
 
 
-def _strax_plugin(data_type: str, dtype: np.dtype[Any], compressor: str) -> type:
-    """A strax plugin class whose lineage and dtype describe the folders our tests write."""
+def lineage_of(data_type: str) -> dict[str, Any]:
+    """The lineage strax gives the test plugins below."""
+    return {data_type: ["Things", "0.0.7", {}]}
+
+
+def write_folder(
+    root: Path, chunks: list[Chunk], dtype: np.dtype[Any], compressor: str, **kwargs: Any
+) -> Path:
+    """Write chunks with straxd under the test plugins' key; return the final folder."""
+    data_type = chunks[0].data_type
+    key = DataKey(chunks[0].run_id, data_type, lineage_of(data_type))
+    with ChunkWriter(root, key, dtype, data_type, compressor, **kwargs) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+    return writer.final_dir
+
+
+def strax_reader_plugin(data_type: str, dtype: np.dtype[Any], compressor: str) -> type:
+    """A strax plugin class whose lineage and dtype describe the folders straxd writes here."""
 
     class Things(strax.Plugin):
         provides = data_type
@@ -63,351 +147,319 @@ def _strax_plugin(data_type: str, dtype: np.dtype[Any], compressor: str) -> type
     return Things
 
 
-def _write(root: Path, chunks: list[Chunk], dtype: np.dtype[Any], compressor: str) -> Path:
-    lineage = {chunks[0].data_type: ["Things", "0.0.7", {}]}
-    writer = ChunkWriter(
-        root, DataKey(RUN, chunks[0].data_type, lineage), dtype, chunks[0].data_kind, compressor
-    )
-    for chunk in chunks:
-        writer.write(chunk)
-    return writer.close()
+def strax_source_plugin(data_type: str, dtype: np.dtype[Any], compressor: str, chunks: list[Chunk]):
+    """A strax source plugin emitting exactly the given chunks (same lineage as above)."""
 
-
-class TestStraxReadsOurs:
-    @pytest.mark.parametrize("compressor", COMPRESSORS)
-    @settings(
-        max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-    )
-    @given(data=st.data())
-    def test_strax_loads_identically(
-        self, tmp_path_factory: pytest.TempPathFactory, compressor: str, data: st.DataObject
-    ) -> None:
-        """Chunked arrays (empty chunks too) load identically through Context and dry_load_files."""
-        dtype = data.draw(st.sampled_from([TIME_DT_DTYPE, TIME_END_DTYPE, RAW_DTYPE]))
-        if dtype is RAW_DTYPE:
-            arr = _raw_records(data.draw(st.integers(0, 40)), data.draw(st.integers(0, 99)))
-        else:
-            arr = data.draw(interval_arrays(dtype=dtype, allow_overlap=False))
-        cuts = data.draw(st.lists(st.integers(900_000, 2_100_000), max_size=4))
-        chunks = _split_into_chunks(arr, cuts, "things")
-        root = tmp_path_factory.mktemp("root")
-        folder = _write(root, chunks, dtype, compressor)
-
-        loaded = strax.io.dry_load_files(str(folder))
-        np.testing.assert_array_equal(loaded, arr)
-
-        context = strax.Context(
-            storage=[strax.DataDirectory(str(root), readonly=True)],
-            register=[_strax_plugin("things", dtype, compressor)],
-        )
-        assert context.is_stored(RUN, "things")
-        via_context = context.get_array(RUN, "things")
-        np.testing.assert_array_equal(via_context, arr)
-        meta = context.get_metadata(RUN, "things")
-        assert [(c["start"], c["end"], c["n"]) for c in meta["chunks"]] == [
-            (c.start, c.end, len(c)) for c in chunks
-        ]
-
-    def test_metadata_has_strax_keys(self, tmp_path: Path) -> None:
-        """Metadata keys and chunk entry keys are strax's (extra keys only added)."""
-        arr = _raw_records(5, 1)
-        folder = _write(
-            tmp_path, _split_into_chunks(arr, [arr["time"][2] + 1], "things"), RAW_DTYPE, "zstd"
-        )
-        meta = json.loads((folder / f"{folder.name.split('-', 1)[1]}-metadata.json").read_text())
-        for key in (
-            "run_id",
-            "data_type",
-            "data_kind",
-            "dtype",
-            "lineage",
-            "lineage_hash",
-            "compressor",
-            "chunk_target_size_mb",
-            "strax_version",
-            "writing_started",
-            "writing_ended",
-            "start",
-            "end",
-            "chunks",
-        ):
-            assert key in meta
-        assert meta["lineage_hash"] == strax.deterministic_hash(meta["lineage"])
-        assert folder.name == f"{RUN}-things-{meta['lineage_hash']}"
-        entry = next(c for c in meta["chunks"] if c["n"])
-        assert {
-            "chunk_i",
-            "n",
-            "start",
-            "end",
-            "run_id",
-            "subruns",
-            "nbytes",
-            "first_time",
-            "first_endtime",
-            "last_time",
-            "last_endtime",
-            "filename",
-            "filesize",
-        } <= set(entry)
-
-
-def _strax_source(compressor: str, arrays: list[np.ndarray], bounds: list[int]) -> type:
-    """A strax source plugin emitting fixed chunks (some empty)."""
-
-    class Pulses(strax.Plugin):
-        provides = "pulses"
+    class Things(strax.Plugin):
+        provides = data_type
         depends_on: tuple[str, ...] = ()
-        dtype = TIME_END_DTYPE
         rechunk_on_save = False
-        __version__ = "1.0.0"
+        compute_takes_chunk_i = True
+        __version__ = "0.0.7"
 
         def is_ready(self, chunk_i: int) -> bool:
-            return chunk_i < len(arrays)
+            return chunk_i < len(chunks)
 
         def source_finished(self) -> bool:
             return True
 
         def compute(self, chunk_i: int) -> Any:
-            return self.chunk(start=bounds[chunk_i], end=bounds[chunk_i + 1], data=arrays[chunk_i])
+            chunk = chunks[chunk_i]
+            return self.chunk(start=chunk.start, end=chunk.end, data=chunk.data)
 
-    Pulses.compressor = compressor
-    Pulses.compute_takes_chunk_i = True
-    return Pulses
+    Things.dtype = dtype
+    Things.compressor = compressor
+    return Things
 
 
-class TestWeReadStrax:
-    @pytest.mark.parametrize("compressor", COMPRESSORS)
-    def test_read_strax_written_folder(self, tmp_path: Path, compressor: str) -> None:
-        """A folder strax writes (with an empty middle chunk) reads identically, metadata too."""
-        rng = np.random.default_rng(7)
-        bounds = [0, 1000, 2000, 3000]
-        arrays = []
-        for i, n in enumerate([5, 0, 7]):
-            a = np.zeros(n, TIME_END_DTYPE)
-            a["time"] = np.sort(rng.integers(bounds[i], bounds[i + 1] - 20, n))
-            a["endtime"] = a["time"] + 10
-            a["value"] = rng.normal(size=n)
-            arrays.append(a)
-        context = strax.Context(
-            storage=[strax.DataDirectory(str(tmp_path))],
-            register=[_strax_source(compressor, arrays, bounds)],
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under root with its content and modification time."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def meta_path(folder: Path) -> Path:
+    """The metadata file of a folder (final or _temp)."""
+    return folder / metadata_filename(folder.name)
+
+
+def read_json(folder: Path) -> dict[str, Any]:
+    """The raw metadata JSON of a folder."""
+    result: dict[str, Any] = json.loads(meta_path(folder).read_text())
+    return result
+
+
+def simple_chunks(n_chunks: int = 3, rows: int = 4, dtype: np.dtype[Any] = TIME_END) -> list[Chunk]:
+    """Contiguous chunks of 1000 ns, each with ``rows`` rows (0 gives empty chunks)."""
+    chunks = []
+    for i in range(n_chunks):
+        data = random_rows(dtype, rows, i)
+        data["time"] = T0_NS + i * 1000 + np.arange(rows) * 10
+        data["endtime"] = data["time"] + 5
+        chunks.append(
+            Chunk("things", "things", RUN, T0_NS + i * 1000, T0_NS + (i + 1) * 1000, data)
         )
-        context.make(RUN, "pulses")
-        key = context.key_for(RUN, "pulses")
-        stored = open_data(tmp_path / str(key))
-        assert stored.complete
-        chunks = list(stored.iter_chunks())
-        assert [(c.start, c.end, len(c)) for c in chunks] == [
-            (0, 1000, 5),
-            (1000, 2000, 0),
-            (2000, 3000, 7),
-        ]
-        for ours, theirs in zip(chunks, arrays, strict=True):
-            np.testing.assert_array_equal(ours.data, theirs)
-        assert stored.metadata["lineage_hash"] == key.lineage_hash
-        assert stored.metadata["compressor"] == compressor
-        found = find(tmp_path, RUN, "pulses", key.lineage_hash)
-        np.testing.assert_array_equal(found.load_all(), np.concatenate(arrays))
+    return chunks
 
 
-def _good_folder(tmp_path: Path, compressor: str = "zstd") -> Path:
-    arr = _raw_records(6, 3)
-    return _write(
-        tmp_path, _split_into_chunks(arr, [int(arr["time"][3])], "things"), RAW_DTYPE, compressor
-    )
+KEY = DataKey(RUN, "things", lineage_of("things"))
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+def new_writer(root: Path, compressor: str = "zstd", **kwargs: Any) -> ChunkWriter:
+    """A writer of the "things" test type, TIME_END dtype."""
+    return ChunkWriter(root, KEY, TIME_END, "things", compressor, **kwargs)
 
 
-def _meta_path(folder: Path) -> Path:
-    return folder / f"{folder.name.split('-', 1)[1]}-metadata.json"
-
-
-def _edit_meta(folder: Path, **changes: Any) -> None:
-    meta = json.loads(_meta_path(folder).read_text())
-    for key, value in changes.items():
-        if value is None:
-            meta.pop(key)
-        else:
-            meta[key] = value
-    _meta_path(folder).write_text(json.dumps(meta))
-
-
-def _open_and_load(folder: Path, load: bool) -> None:
-    stored = open_data(folder)
-    if load:
-        stored.load_all()
-
-
-class TestBadInput:
-    """Each problem gives an error naming the file; reading never changes anything."""
-
-    def _assert_fails(self, folder: Path, match: str, load: bool = True) -> None:
-        before = _snapshot(folder)
-        with pytest.raises(Exception, match=match) as info:
-            _open_and_load(folder, load)
-        assert "things" in str(info.value)  # the file or folder is named
-        assert _snapshot(folder) == before
-
-    def _chunk_file(self, folder: Path) -> Path:
-        return next(p for p in folder.iterdir() if p.name.endswith("-000000"))
-
-    def test_corrupted_chunk_file(self, tmp_path: Path) -> None:
-        """Flipped bytes in a chunk file: DataCorrupted naming the file."""
-        folder = _good_folder(tmp_path)
-        path = self._chunk_file(folder)
-        raw = bytearray(path.read_bytes())
-        raw[len(raw) // 2 : len(raw) // 2 + 16] = b"\xff" * 16
-        path.write_bytes(bytes(raw))
-        self._assert_fails(folder, r"things-\w+-000000")
-
-    @pytest.mark.parametrize("compressor", COMPRESSORS)
-    def test_truncated_chunk_file(self, tmp_path: Path, compressor: str) -> None:
-        """A chunk file cut short fails for every compressor, naming the file."""
-        folder = _good_folder(tmp_path, compressor)
-        path = self._chunk_file(folder)
-        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-        self._assert_fails(folder, r"things-\w+-000000")
-
-    def test_row_count_mismatch(self, tmp_path: Path) -> None:
-        """Metadata n that does not match the file: DataCorrupted with both numbers."""
-        folder = _good_folder(tmp_path)
-        meta = json.loads(_meta_path(folder).read_text())
-        meta["chunks"][0]["n"] += 1
-        _meta_path(folder).write_text(json.dumps(meta))
-        self._assert_fails(folder, "holds 3 rows, metadata says 4")
-
-    def test_metadata_missing(self, tmp_path: Path) -> None:
-        """No metadata file at all."""
-        folder = _good_folder(tmp_path)
-        _meta_path(folder).unlink()
-        self._assert_fails(folder, "metadata file is missing")
-
-    def test_metadata_not_json(self, tmp_path: Path) -> None:
-        """Metadata that is not JSON."""
-        folder = _good_folder(tmp_path)
-        _meta_path(folder).write_text("{not json")
-        self._assert_fails(folder, "not valid JSON")
-
-    @pytest.mark.parametrize("key", ["run_id", "data_type", "data_kind", "dtype", "compressor"])
-    def test_metadata_missing_key(self, tmp_path: Path, key: str) -> None:
-        """Each required key, when absent, is named."""
-        folder = _good_folder(tmp_path)
-        _edit_meta(folder, **{key: None})
-        self._assert_fails(folder, f"lacks required keys .*{key}")
-
-    def test_unknown_compressor(self, tmp_path: Path) -> None:
-        """An unknown compressor lists the known ones."""
-        folder = _good_folder(tmp_path)
-        _edit_meta(folder, compressor="snappy")
-        before = _snapshot(folder)
-        with pytest.raises(
-            BadInput, match="unknown compressor 'snappy'; known: blosc, bz2, lz4, zstd"
-        ):
-            open_data(folder)
-        assert _snapshot(folder) == before
-
-    def test_dtype_does_not_parse(self, tmp_path: Path) -> None:
-        """A dtype string that is not a descr."""
-        folder = _good_folder(tmp_path)
-        _edit_meta(folder, dtype="[('time', '<i8'), oops]")
-        self._assert_fails(folder, "does not parse")
-
-    def test_chunks_overlap(self, tmp_path: Path) -> None:
-        """Overlapping chunk entries in the metadata."""
-        folder = _good_folder(tmp_path)
-        meta = json.loads(_meta_path(folder).read_text())
-        meta["chunks"][1]["start"] = meta["chunks"][0]["end"] - 5
-        _meta_path(folder).write_text(json.dumps(meta))
-        self._assert_fails(folder, "overlapping or out of order")
-
-    def test_chunks_out_of_order(self, tmp_path: Path) -> None:
-        """Chunk entries listed in the wrong order."""
-        folder = _good_folder(tmp_path)
-        meta = json.loads(_meta_path(folder).read_text())
-        meta["chunks"].reverse()
-        _meta_path(folder).write_text(json.dumps(meta))
-        self._assert_fails(folder, "overlapping or out of order")
-
-    def test_run_id_with_dash(self) -> None:
-        """A run id with '-' cannot name a folder."""
-        with pytest.raises(BadInput, match="invalid run id '0-1'"):
-            DataKey("0-1", "things", {})
-        with pytest.raises(BadInput, match="superruns"):
-            DataKey("_superrun", "things", {})
-
-
-class TestWriter:
+class TestProtocol:
     def test_metadata_rewritten_after_every_chunk(self, tmp_path: Path) -> None:
-        """While writing, the _temp folder's metadata lists every chunk written so far."""
-        arr = _raw_records(9, 4)
-        chunks = _split_into_chunks(arr, [int(arr["time"][3]), int(arr["time"][6])], "things")
-        writer = ChunkWriter(tmp_path, DataKey(RUN, "things", {}), RAW_DTYPE, "things", "lz4")
+        """While writing, the _temp metadata lists every chunk so far and strax can follow it."""
+        chunks = simple_chunks(3)
+        writer = new_writer(tmp_path)
+        assert read_json(writer.temp_dir)["chunks"] == []
         for i, chunk in enumerate(chunks, start=1):
             writer.write(chunk)
-            stored = open_data(writer.temp_dir)
-            assert stored.n_chunks == i
+            meta = read_json(writer.temp_dir)
+            assert [c["chunk_i"] for c in meta["chunks"]] == list(range(i))
+            assert meta["start"] == chunks[0].start  # strax sets it with the first chunk
+            assert "writing_ended" not in meta and "end" not in meta
+            stored = find(tmp_path, RUN, "things", KEY.lineage_hash, allow_incomplete=True)
             assert stored.status is Status.INCOMPLETE
-            assert len(stored.load_all()) == sum(len(c) for c in chunks[:i])
+            expected = np.concatenate([c.data for c in chunks[:i]])
+            assert stored.load_all().tobytes() == expected.tobytes()
+            followed = strax.io.dry_load_files(str(writer.temp_dir))
+            assert followed.tobytes() == expected.tobytes()
+        assert not writer.final_dir.exists()
         folder = writer.close()
-        assert not writer.temp_dir.exists()
+        assert folder == writer.final_dir and not writer.temp_dir.exists()
+        meta = read_json(folder)
+        assert (meta["start"], meta["end"]) == (chunks[0].start, chunks[-1].end)
+        assert meta["writing_ended"] >= meta["writing_started"]
         assert open_data(folder).complete
 
+    def test_empty_chunks_get_no_file(self, tmp_path: Path) -> None:
+        """Empty chunks have a metadata entry without filename and no file, as strax writes."""
+        chunks = simple_chunks(3)
+        chunks[1] = chunks[1].with_data(chunks[1].data[:0])
+        folder = write_folder(tmp_path, chunks, TIME_END, "lz4")
+        entries = read_json(folder)["chunks"]
+        assert "filename" not in entries[1] and entries[1]["n"] == 0
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [entries[0]["filename"], entries[2]["filename"], meta_path(folder).name]
+        )
+
+    def test_encode_in_pool_commit_in_order(self, tmp_path: Path) -> None:
+        """Chunks compressed in a thread pool and committed in order give the same folder."""
+        chunks = simple_chunks(6, rows=50)
+        sequential = write_folder(tmp_path / "a", chunks, TIME_END, "zstd")
+        writer = new_writer(tmp_path / "b")
+        with ThreadPoolExecutor(2) as pool:
+            for encoded in pool.map(writer.encode, chunks):
+                writer.commit(encoded)
+        parallel = writer.close()
+        assert {p.name: p.read_bytes() for p in parallel.iterdir() if "meta" not in p.name} == {
+            p.name: p.read_bytes() for p in sequential.iterdir() if "meta" not in p.name
+        }
+        drop = ("writing_started", "writing_ended")
+        strip = [
+            {k: v for k, v in read_json(f).items() if k not in drop} for f in (sequential, parallel)
+        ]
+        assert strip[0] == strip[1]
+
+    def test_titles_added_to_untitled_data(self, tmp_path: Path) -> None:
+        """Data with the declared fields but no titles is stored with the declared dtype."""
+        chunk = simple_chunks(1)[0]
+        plain = chunk.data.astype([(n, chunk.data.dtype[n]) for n in TIME_END.names])
+        folder = write_folder(tmp_path, [chunk.with_data(plain)], TIME_END, "bz2")
+        loaded = open_data(folder).load_all()
+        assert loaded.dtype.descr == TIME_END.descr
+        assert loaded.tobytes() == chunk.data.tobytes()
+
+    def test_extra_metadata_kept_and_strax_still_loads(self, tmp_path: Path) -> None:
+        """Extra keys are written beside strax's and do not disturb strax's loader."""
+        chunks = simple_chunks(2)
+        folder = write_folder(tmp_path, chunks, TIME_END, "zstd", extra_metadata={"note": "x"})
+        assert read_json(folder)["note"] == "x"
+        context = strax.Context(
+            storage=[strax.DataDirectory(str(tmp_path), readonly=True)],
+            register=[strax_reader_plugin("things", TIME_END, "zstd")],
+        )
+        loaded = context.get_array(RUN, "things")
+        assert loaded.tobytes() == np.concatenate([c.data for c in chunks]).tobytes()
+
+    def test_extra_metadata_cannot_replace_strax_keys(self, tmp_path: Path) -> None:
+        """An extra key that clashes with strax's is refused before anything is written."""
+        with pytest.raises(BadInput, match=r"strax's keys \['compressor'\]"):
+            new_writer(tmp_path, extra_metadata={"compressor": "bz2"})
+        assert list(tmp_path.iterdir()) == []
+
+    def test_without_fsync(self, tmp_path: Path) -> None:
+        """fsync can be turned off (tests, scratch disks) and the result is the same format."""
+        folder = write_folder(tmp_path, simple_chunks(2), TIME_END, "lz4", fsync=False)
+        assert open_data(folder).complete
+
+
+class TestFailures:
     def test_failed_write_stays_temp_and_broken(self, tmp_path: Path) -> None:
         """Closing with an exception records it and never takes the final name."""
-        writer = ChunkWriter(tmp_path, DataKey(RUN, "things", {}), RAW_DTYPE, "things", "zstd")
-        writer.write(_split_into_chunks(_raw_records(3, 1), [], "things")[0])
+        writer = new_writer(tmp_path)
+        writer.write(simple_chunks(1)[0])
         folder = writer.close(RuntimeError("disk full"))
-        assert folder.name.endswith("_temp")
-        assert not writer.final_dir.exists()
+        assert folder == writer.temp_dir and not writer.final_dir.exists()
         stored = open_data(folder)
         assert stored.status is Status.BROKEN
         assert "disk full" in stored.metadata["exception"]
+        assert "writing_ended" in stored.metadata
         assert status_of(writer.final_dir) is None
 
-    def test_refuses_gaps_overlaps_and_wrong_dtype(self, tmp_path: Path) -> None:
-        """Non-contiguous chunks and a different dtype are refused, naming the folder."""
-        writer = ChunkWriter(tmp_path, DataKey(RUN, "things", {}), TIME_END_DTYPE, "things", "zstd")
-        empty = np.zeros(0, TIME_END_DTYPE)
-        writer.write(Chunk("things", "things", RUN, 0, 10, empty))
-        with pytest.raises(ChunkError, match="starts at 11 but the previous chunk ended at 10"):
-            writer.write(Chunk("things", "things", RUN, 11, 20, empty))
-        with pytest.raises(ChunkError, match="previous chunk ended at 10"):
-            writer.write(Chunk("things", "things", RUN, 5, 20, empty))
-        with pytest.raises(BadInput, match="dtype"):
-            writer.write(Chunk("things", "things", RUN, 10, 20, np.zeros(0, TIME_DT_DTYPE)))
+    def test_context_manager_closes_broken_on_exception(self, tmp_path: Path) -> None:
+        """An exception inside the with-block closes the output as broken and propagates."""
+        chunks = simple_chunks(2)
+        writer = new_writer(tmp_path)
+
+        def crash_while_writing() -> None:
+            with writer:
+                writer.write(chunks[0])
+                raise ValueError("plugin crashed")
+
+        with pytest.raises(ValueError, match="plugin crashed"):
+            crash_while_writing()
+        assert writer.closed and not writer.final_dir.exists()
+        assert "plugin crashed" in read_json(writer.temp_dir)["exception"]
+
+    def test_close_without_chunks_is_an_error(self, tmp_path: Path) -> None:
+        """A folder without chunks cannot be loaded, so closing one fails and stays _temp."""
+        writer = new_writer(tmp_path)
+        with pytest.raises(ChunkError, match="closed without any chunk"):
+            writer.close()
+        assert not writer.final_dir.exists()
+        assert status_of(writer.temp_dir) is Status.BROKEN
+
+    def test_double_close_and_write_after_close(self, tmp_path: Path) -> None:
+        """A closed writer refuses to close again or to write."""
+        chunks = simple_chunks(2)
+        writer = new_writer(tmp_path)
+        writer.write(chunks[0])
+        writer.close()
+        with pytest.raises(StraxdError, match="already closed"):
+            writer.close()
+        with pytest.raises(StraxdError, match="already closed"):
+            writer.write(chunks[1])
+
+    def test_unknown_compressor_and_overwrite_rule(self, tmp_path: Path) -> None:
+        """A writer with an unknown compressor or overwrite rule is refused, nothing written."""
+        with pytest.raises(BadInput, match="unknown compressor 'gzip'; known: blosc, bz2, lz4"):
+            new_writer(tmp_path, compressor="gzip")
+        with pytest.raises(BadInput, match="unknown overwrite rule 'sometimes'"):
+            new_writer(tmp_path, overwrite="sometimes")
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestRefusedChunks:
+    """Refused chunks name the folder and chunk index and change nothing on disk."""
+
+    def _refuse(self, tmp_path: Path, chunk: Chunk, error: type[Exception], match: str) -> None:
+        writer = new_writer(tmp_path)
+        writer.write(simple_chunks(1)[0])
+        before = snapshot(tmp_path)
+        with pytest.raises(error, match=match) as info:
+            writer.write(chunk)
+        assert str(writer.temp_dir) in str(info.value)
+        assert snapshot(tmp_path) == before
         assert writer.n_chunks == 1
 
-    def test_overwrite_rules(self, tmp_path: Path) -> None:
-        """never refuses, if_broken refuses complete data but replaces broken, always replaces."""
-        key = DataKey(RUN, "things", {})
-        chunk = Chunk("things", "things", RUN, 0, 10, np.zeros(0, TIME_END_DTYPE))
+    def test_gap(self, tmp_path: Path) -> None:
+        """A chunk starting after the previous end leaves a gap."""
+        chunk = simple_chunks(3)[2]  # chunk 1 skipped
+        self._refuse(tmp_path, chunk, ChunkError, r"chunk 1: .* leaves a gap after .* ending at")
 
-        def write(overwrite: str) -> Path:
-            writer = ChunkWriter(
-                tmp_path, key, TIME_END_DTYPE, "things", "zstd", overwrite=overwrite
-            )  # type: ignore[arg-type]
+    def test_overlap(self, tmp_path: Path) -> None:
+        """A chunk starting before the previous end overlaps it."""
+        chunk = Chunk("things", "things", RUN, T0_NS + 500, T0_NS + 2000, np.zeros(0, TIME_END))
+        self._refuse(tmp_path, chunk, ChunkError, r"chunk 1: .* overlaps the previous chunk")
+
+    def test_out_of_order(self, tmp_path: Path) -> None:
+        """The same chunk again (out of order) is refused."""
+        self._refuse(tmp_path, simple_chunks(1)[0], ChunkError, "chunk 1: .* overlaps")
+
+    def test_wrong_dtype(self, tmp_path: Path) -> None:
+        """Data of another dtype is refused."""
+        data = np.zeros(0, TIME_DT)
+        chunk = Chunk("things", "things", RUN, T0_NS + 1000, T0_NS + 2000, data)
+        self._refuse(tmp_path, chunk, BadInput, "differs from the declared")
+
+    def test_wrong_type_run_or_kind(self, tmp_path: Path) -> None:
+        """Chunks of another data type, run or data kind are refused."""
+        empty = np.zeros(0, TIME_END)
+        for chunk, match in [
+            (Chunk("other", "things", RUN, T0_NS + 1000, T0_NS + 2000, empty), "is not things"),
+            (Chunk("things", "things", "000043", T0_NS + 1000, T0_NS + 2000, empty), "of run"),
+            (Chunk("things", "kind", RUN, T0_NS + 1000, T0_NS + 2000, empty), "data kind kind"),
+        ]:
+            self._refuse(
+                tmp_path / chunk.run_id / chunk.data_type / chunk.data_kind, chunk, BadInput, match
+            )
+
+
+class TestOverwrite:
+    def _final(self, root: Path, overwrite: Any = "if_broken", n_chunks: int = 2) -> Path:
+        writer = new_writer(root, overwrite=overwrite)
+        for chunk in simple_chunks(n_chunks):
             writer.write(chunk)
-            return writer.close()
+        return writer.close()
 
-        folder = write("if_broken")
-        with pytest.raises(OutputExists):
-            write("if_broken")
-        with pytest.raises(OutputExists):
-            write("never")
-        _edit_meta(folder, writing_ended=None)  # now incomplete: may be replaced
-        assert open_data(write("if_broken")).complete
-        assert open_data(write("always")).complete
+    def test_never_refuses_any_existing_folder(self, tmp_path: Path) -> None:
+        """overwrite=never refuses even broken data, leaving everything as it was."""
+        folder = self._final(tmp_path)
+        meta = read_json(folder)
+        meta.pop("writing_ended")
+        meta_path(folder).write_text(json.dumps(meta))
+        before = snapshot(tmp_path)
+        with pytest.raises(OutputExists, match="overwrite rule never") as info:
+            new_writer(tmp_path, overwrite="never")
+        assert info.value.path == str(folder)
+        assert snapshot(tmp_path) == before
+
+    def test_if_broken_refuses_complete_data(self, tmp_path: Path) -> None:
+        """overwrite=if_broken (the default) keeps complete data untouched."""
+        self._final(tmp_path)
+        before = snapshot(tmp_path)
+        with pytest.raises(OutputExists, match="complete data exists"):
+            new_writer(tmp_path)
+        assert snapshot(tmp_path) == before
+
+    @pytest.mark.parametrize("damage", ["writing_ended", "exception", "not_json"])
+    def test_if_broken_replaces_incomplete_or_broken(self, tmp_path: Path, damage: str) -> None:
+        """Incomplete, broken or unreadable final folders are replaced under if_broken."""
+        folder = self._final(tmp_path, n_chunks=3)
+        meta = read_json(folder)
+        if damage == "writing_ended":
+            meta.pop("writing_ended")
+        elif damage == "exception":
+            meta["exception"] = "Traceback: old failure"
+        meta_path(folder).write_text("{" if damage == "not_json" else json.dumps(meta))
+        writer = new_writer(tmp_path)
+        assert folder.exists()  # the old data stays until the new data is complete
+        writer.write(simple_chunks(1)[0])
+        writer.close()
+        stored = open_data(folder)
+        assert stored.complete and stored.n_chunks == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+
+    def test_always_replaces_complete_data(self, tmp_path: Path) -> None:
+        """overwrite=always replaces complete data, only when the new data is complete."""
+        folder = self._final(tmp_path, n_chunks=3)
+        assert open_data(self._final(tmp_path, "always", n_chunks=1)).n_chunks == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
 
     def test_stale_temp_removed(self, tmp_path: Path) -> None:
-        """A leftover _temp folder from a crashed writer is cleared before writing."""
-        key = DataKey(RUN, "things", {})
-        stale = tmp_path / f"{key}_temp"
+        """A leftover _temp folder of a crashed writer is cleared before writing."""
+        stale = tmp_path / f"{KEY}_temp"
         stale.mkdir()
         (stale / "junk").write_bytes(b"x")
-        writer = ChunkWriter(tmp_path, key, TIME_END_DTYPE, "things", "zstd")
-        assert not (stale / "junk").exists()
-        writer.close()
+        writer = new_writer(tmp_path)
+        assert sorted(p.name for p in stale.iterdir()) == [meta_path(stale).name]
+        writer.write(simple_chunks(1)[0])
+        assert not (writer.close() / "junk").exists()
