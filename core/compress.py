@@ -117,11 +117,8 @@ class _ZstdDecoder:
         self._unused = b""
 
     def feed(self, data: Buffer, max_bytes: int) -> bytes:
-        if self._d.eof:  # zstandard refuses any call after the frame end
-            self._unused += bytes(data)
-            return b""
         out = self._d.decompress(data)
-        self._unused += self._d.unused_data
+        self._unused = self._d.unused_data
         return out
 
     @property
@@ -175,6 +172,11 @@ class _Sink:
 def _decode_stream(decoder: _Decoder, pieces: Iterable[Buffer], sink: _Sink) -> None:
     """Feed compressed pieces through the decoder into the sink; check the stream is whole."""
     for piece in pieces:
+        if decoder.eof:
+            # Decoders differ after the end (one raises, one ignores input): decide here.
+            if len(piece):
+                raise ValueError("unexpected bytes after the end of the stream")
+            continue
         sink.write(decoder.feed(piece, sink.room))
         while decoder.pending:
             sink.write(decoder.feed(b"", sink.room))
@@ -268,10 +270,16 @@ def _pieces_of(data: memoryview) -> Iterator[memoryview]:
 
 
 def _file_pieces(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        yield handle.read(READ_PIECE_BYTES)
-        while piece := handle.read(READ_PIECE_BYTES):
-            yield piece
+    """The file in pieces; an unreadable file is told apart from undecodable content here."""
+    try:
+        with path.open("rb") as handle:
+            yield handle.read(READ_PIECE_BYTES)
+            while piece := handle.read(READ_PIECE_BYTES):
+                yield piece
+    except FileNotFoundError:
+        raise DataCorrupted(f"{path}: chunk file is missing") from None
+    except OSError as err:
+        raise DataCorrupted(f"{path}: cannot read chunk file: {err.strerror or err}") from None
 
 
 def decompress_file_bytes(name: str, data: Buffer, source: str) -> bytearray:
@@ -298,8 +306,8 @@ def decompress_file_into(name: str, path: Path | str, out: np.ndarray) -> None:
     sink = _Sink(out.reshape(-1).view(np.uint8))
     try:
         codec._decode(_file_pieces(path), sink)
-    except FileNotFoundError:
-        raise DataCorrupted(f"{path}: chunk file is missing") from None
+    except DataCorrupted:
+        raise
     except _SizeMismatch as err:
         got = _size(err.n_bytes, out.itemsize) if err.exact else f"more than {announced}"
         raise DataCorrupted(

@@ -89,6 +89,18 @@ class TestStreamingDecompression:
         assert out.tobytes() == strax.io.load_file(str(path), name, ROW).tobytes()
         assert decompress_file_bytes(name, path.read_bytes(), str(path)) == data.tobytes()
 
+    @pytest.mark.parametrize("name", ["zstd", "lz4", "bz2"])
+    def test_trailing_bytes_in_a_later_piece(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+    ) -> None:
+        """Bytes after the end of the stream are refused even when they arrive in a later read."""
+        packed = compress_array(name, rows(100, 7))
+        monkeypatch.setattr(compress, "READ_PIECE_BYTES", len(packed))
+        path = tmp_path / "chunk"
+        path.write_bytes(packed + b"\x00" * 10)
+        with pytest.raises(DataCorrupted, match=f"^{path}: .*unexpected bytes after the end"):
+            decompress_file_into(name, path, np.empty(100, ROW))
+
     def test_output_must_be_contiguous_and_writable(self, tmp_path: Path) -> None:
         """The output buffer is checked before anything is read."""
         path = tmp_path / "x"

@@ -1,12 +1,11 @@
 """The chunk writer: strax's folder protocol, crash safety, refusals and overwrite rules.
 
-The helpers at the top (dtypes, the chunked-array strategy, strax plugin factories) are shared
-with test_storage_read.py and test_storage_interop.py.
+The helpers at the top (test dtypes, chunks, folders, snapshots) are shared with
+test_storage_read.py and test_storage_interop.py.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,10 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 import strax
-from hypothesis import strategies as st
 
 from straxd.core.chunk import Chunk
-from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput, ChunkError, OutputExists, StraxdError
 from straxd.core.lineage import DataKey
 from straxd.core.storage import ChunkWriter, metadata_filename
@@ -43,18 +40,6 @@ TIME_END = np.dtype(
         (("Some value", "value"), "<f8"),
     ]
 )
-RAW = raw_record_dtype()  # titles and an i2[110] subarray
-MIXED = np.dtype(  # titles on some fields only, bool, multi-dimensional subarrays
-    [
-        (("Start time since unix epoch [ns]", "time"), "<i8"),
-        ("endtime", "<i8"),
-        (("A flag", "flag"), "?"),
-        ("waveform", "<f4", (3,)),
-        (("A matrix", "matrix"), "<i2", (2, 2)),
-        ("tag", "u1"),
-    ]
-)
-DTYPES = {"time_dt": TIME_DT, "time_end": TIME_END, "raw": RAW, "mixed": MIXED}
 
 
 def random_rows(dtype: np.dtype[Any], n: int, seed: int) -> np.ndarray:
@@ -65,56 +50,6 @@ def random_rows(dtype: np.dtype[Any], n: int, seed: int) -> np.ndarray:
         if dtype[name].kind == "b":
             data[name] = rng.integers(0, 2, data[name].shape).astype(bool)
     return data
-
-
-@st.composite
-def chunked_arrays(
-    draw: st.DrawFn, dtype: np.dtype[Any], max_rows: int = 30
-) -> tuple[np.ndarray, list[int]]:
-    """Sorted, non-overlapping rows and chunk boundaries that lie in the gaps between them.
-
-    Boundaries may repeat (a zero-length empty chunk) or enclose no row (an empty chunk).
-    """
-    n = draw(st.integers(0, max_rows))
-    gaps = draw(st.lists(st.integers(0, 300), min_size=n + 1, max_size=n + 1))
-    lengths = draw(st.lists(st.integers(1, 40), min_size=n, max_size=n))
-    data = random_rows(dtype, n, draw(st.integers(0, 2**32 - 1)))
-    has_dt = "dt" in (dtype.names or ())
-    dt = draw(st.sampled_from([1, 2, 10])) if has_dt else 1
-    safe = []  # intervals between rows where a boundary may lie
-    t = T0_NS
-    for i in range(n):
-        safe.append((t, t + gaps[i]))
-        t += gaps[i]
-        data["time"][i] = t
-        if has_dt:
-            data["length"][i], data["dt"][i] = lengths[i], dt
-        else:
-            data["endtime"][i] = t + lengths[i] * dt
-        t += lengths[i] * dt
-    safe.append((t, t + gaps[n]))
-
-    def boundary(where: tuple[int, float]) -> int:
-        lo, hi = safe[where[0]]
-        return lo + round(where[1] * (hi - lo))
-
-    spot = st.tuples(st.integers(0, len(safe) - 1), st.floats(0, 1))
-    inner = [boundary(w) for w in draw(st.lists(spot, max_size=5))]
-    ends = boundary((0, draw(st.floats(0, 1)))), boundary((n, draw(st.floats(0, 1))))
-    first, last = min(ends), max(ends)  # without rows both come from the same interval
-    bounds = [first, *sorted(b for b in inner if first <= b <= last), last]
-    return data, bounds
-
-
-def make_chunks(
-    data: np.ndarray, bounds: list[int], data_type: str = "things", run_id: str = RUN
-) -> list[Chunk]:
-    """The chunks [bounds[i], bounds[i+1]) holding the rows that start inside them."""
-    chunks = []
-    for start, end in itertools.pairwise(bounds):
-        rows = data[(data["time"] >= start) & (data["time"] < end)]
-        chunks.append(Chunk(data_type, data_type, run_id, start, end, rows))
-    return chunks
 
 
 def lineage_of(data_type: str) -> dict[str, Any]:
@@ -141,31 +76,6 @@ def strax_reader_plugin(data_type: str, dtype: np.dtype[Any], compressor: str) -
         provides = data_type
         depends_on: tuple[str, ...] = ()
         __version__ = "0.0.7"
-
-    Things.dtype = dtype
-    Things.compressor = compressor
-    return Things
-
-
-def strax_source_plugin(data_type: str, dtype: np.dtype[Any], compressor: str, chunks: list[Chunk]):
-    """A strax source plugin emitting exactly the given chunks (same lineage as above)."""
-
-    class Things(strax.Plugin):
-        provides = data_type
-        depends_on: tuple[str, ...] = ()
-        rechunk_on_save = False
-        compute_takes_chunk_i = True
-        __version__ = "0.0.7"
-
-        def is_ready(self, chunk_i: int) -> bool:
-            return chunk_i < len(chunks)
-
-        def source_finished(self) -> bool:
-            return True
-
-        def compute(self, chunk_i: int) -> Any:
-            chunk = chunks[chunk_i]
-            return self.chunk(start=chunk.start, end=chunk.end, data=chunk.data)
 
     Things.dtype = dtype
     Things.compressor = compressor
