@@ -18,7 +18,7 @@ from straxd.core.chunk import endtime, sort_by_time
 from straxd.core.dtypes import N_TOP_PMTS, N_TPC_PMTS, merged_s2s_dtype, peak_dtype
 from straxd.core.peak_properties import compute_properties
 from straxd.core.peak_waveform import store_downsampled_waveform
-from straxd.core.peaks import _fully_contained_in
+from straxd.core.peaks import fully_contained_in
 from straxd.core.plugin import Option, Plugin
 from straxd.core.records import per_channel
 
@@ -153,14 +153,7 @@ def _add_lone_hits(
 
 def add_lone_hits(peaks: np.ndarray, lone_hits: np.ndarray, to_pe: np.ndarray) -> None:
     """Lone hits fully inside a peak add their area (no top or start waveforms here)."""
-    container = np.full(len(lone_hits), -1, dtype=np.int32)
-    _fully_contained_in(
-        np.asarray(lone_hits["time"]),
-        np.asarray(peaks["time"]),
-        endtime(lone_hits),
-        endtime(peaks),
-        container,
-    )
+    container = fully_contained_in(lone_hits, peaks)
     bad = _add_lone_hits(peaks, lone_hits, np.asarray(to_pe, dtype=np.float64), container)
     if bad >= 0:
         raise ValueError(f"lone hit {bad} lies outside the peak containing it")
