@@ -10,10 +10,15 @@ from typing import Any
 from straxd.core.classification import PeakletClassification
 from straxd.core.daqreader import LiveRunConfig
 from straxd.core.errors import BadInput, ConfigInvalid
+from straxd.core.event_basics import EventBasics
+from straxd.core.event_info import EventInfo
+from straxd.core.events import Events
 from straxd.core.merged_s2s import MergedS2s
+from straxd.core.online_monitor import OnlinePeakMonitor
 from straxd.core.peak_basics import PeakBasics, Peaks
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.plugin import Plugin, Registry
+from straxd.core.proximity import PeakPositions, PeakProximity
 from straxd.core.records import PulseProcessing
 from straxd.core.sources import DAQReader
 from straxd.core.storage_read import open_data
@@ -26,6 +31,12 @@ PLUGIN_CLASSES: tuple[type[Plugin], ...] = (
     MergedS2s,
     Peaks,
     PeakBasics,
+    PeakPositions,
+    PeakProximity,
+    Events,
+    EventBasics,
+    EventInfo,
+    OnlinePeakMonitor,
 )
 # Options of the DAQReader that come from the run, never from the user.
 _RUN_OPTIONS = {"live_run", "live_run_error", "run_id"}
@@ -64,15 +75,23 @@ def build_registry(
 def check_run_length(
     raw_records_folder: Path, run_doc: Mapping[str, Any], tolerance_s: float = 5
 ) -> str | None:
-    """The original's check: stored raw_records cover the run's duration within 5 s.
+    """The original's check: stored raw_records data span the run's duration within 5 s.
 
-    Returns None when it holds, else the reason.
+    The span runs from the first row's time to the last row's end (not chunk boundaries: the last
+    DAQ chunk runs on to its nominal end); for a run without rows, the chunks' span. Returns None
+    when it holds, else the reason.
     """
     start, end = run_doc.get("start"), run_doc.get("end")
     if not isinstance(start, dt.datetime) or not isinstance(end, dt.datetime):
         return "run document has no start and end to compare with"
     metadata = open_data(raw_records_folder).metadata
-    covered_s = (metadata["end"] - metadata["start"]) / 1e9
+    chunks = [c for c in metadata["chunks"] if c.get("n")]
+    if chunks:
+        first = min(int(c["first_time"]) for c in chunks)
+        last = max(int(c["last_endtime"]) for c in chunks)
+    else:  # a run without any data still spans its chunks
+        first, last = int(metadata["start"]), int(metadata["end"])
+    covered_s = (last - first) / 1e9
     expected_s = (end - start).total_seconds()
     if abs(covered_s - expected_s) > tolerance_s:
         return (

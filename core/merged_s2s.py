@@ -188,12 +188,7 @@ class MergedS2s(Plugin):
         window = c["merged_s2s_get_window_size_factor"] * (
             int(c["s2_merge_gap_thresholds_vanilla"][0][1]) + c["s2_merge_max_duration"]
         )
-        self.window = (window, window)
-
-    @property
-    def window_ns(self) -> tuple[int, int]:  # type: ignore[override]
-        """Context needed on both sides of every chunk."""
-        return self.window
+        self.window_ns = (window, window)
 
     def infer_dtype(self) -> np.dtype[Any]:
         """Classification fields, then the peaklet fields, then ``merged``."""

@@ -25,20 +25,25 @@ _MAX_ALIGN_PASSES = 10
 
 
 class InputAligner:
-    """Pull chunks from several queues and yield time-aligned pieces of all of them."""
+    """Pull chunks from several queues and yield time-aligned pieces of all of them.
+
+    As strax's ``Plugin.iter``: the input whose first chunk ends first is the pacemaker for the
+    whole stream; each step takes its next chunk, fetches the others until they reach its end,
+    and splits everything there (earlier where rows straddle). Following strax step for step
+    matters: overlap-window plugins such as events see the same inputs, so give the same results.
+    """
 
     def __init__(self, queues: Mapping[str, asyncio.Queue[Chunk | None]]) -> None:
         self._queues = dict(queues)
         self._buffers: dict[str, Chunk | None] = dict.fromkeys(queues)
-        self._exhausted: set[str] = set()
+        self._pacemaker: str | None = None
+        self._done = False
 
     async def _fetch(self, data_type: str) -> bool:
         """Append the next chunk of ``data_type`` to its buffer; False at end of stream."""
-        if data_type in self._exhausted:
-            return False
         chunk = await self._queues[data_type].get()
         if chunk is None:
-            self._exhausted.add(data_type)
+            self._queues[data_type].put_nowait(None)  # stays ended for later calls
             return False
         buffered = self._buffers[data_type]
         self._buffers[data_type] = (
@@ -46,25 +51,49 @@ class InputAligner:
         )
         return True
 
-    def _pending(self, data_type: str) -> bool:
-        buffered = self._buffers[data_type]
-        return buffered is not None and (buffered.end > buffered.start or len(buffered) > 0)
+    async def _start(self) -> bool:
+        """Fetch one chunk of every input and choose the pacemaker; False if all are empty."""
+        got = {d: await self._fetch(d) for d in self._queues}
+        if not any(got.values()):
+            return False
+        if not all(got.values()):
+            missing = sorted(d for d, ok in got.items() if not ok)
+            raise ChunkError(f"inputs {missing} sent nothing while others sent data")
+        self._pacemaker = min(self._queues, key=lambda d: self._buffer(d).end)
+        return True
 
     async def next(self) -> dict[str, Chunk] | None:
-        """The next aligned inputs, or None once every input has ended."""
-        if not self._queues:
+        """The next aligned inputs, or None once the pacemaker has ended."""
+        if self._done or not self._queues:
             return None
+        if self._pacemaker is None:
+            if not await self._start():
+                self._done = True
+                return None
+        elif not await self._fetch(self._pacemaker_name):
+            await self._finish()
+            return None
+        end = self._buffer(self._pacemaker_name).end
         for data_type in self._queues:
-            while not self._pending(data_type) and await self._fetch(data_type):
-                pass
-        pending = [d for d in self._queues if self._pending(d)]
-        if not pending:
-            return None
-        if len(pending) != len(self._queues):
-            ended = sorted(set(self._queues) - set(pending))
-            raise ChunkError(f"inputs {ended} ended while {pending} still had data")
-        end = min(self._buffer(d).end for d in self._queues)
+            while self._buffers[data_type] is None or self._buffer(data_type).end < end:
+                if not await self._fetch(data_type):
+                    raise ChunkError(f"{data_type} ended before {end}, where the others go on")
         return self._split_all(end)
+
+    @property
+    def _pacemaker_name(self) -> str:
+        assert self._pacemaker is not None
+        return self._pacemaker
+
+    async def _finish(self) -> None:
+        """The pacemaker ended: every other input must have ended too, nothing left over."""
+        self._done = True
+        for data_type in self._queues:
+            if await self._fetch(data_type):
+                raise ChunkError(f"{data_type} has data after the other inputs ended")
+            left = self._buffers[data_type]
+            if left is not None and len(left):
+                raise ChunkError(f"{data_type} has {len(left)} rows left after its inputs ended")
 
     def _buffer(self, data_type: str) -> Chunk:
         buffered = self._buffers[data_type]
@@ -73,18 +102,19 @@ class InputAligner:
 
     def _split_all(self, end: int) -> dict[str, Chunk]:
         """Split every buffer at ``end``, moving ``end`` earlier until all pieces agree."""
+        pieces: dict[str, Chunk] = {}
+        for data_type in self._queues:
+            pieces[data_type], self._buffers[data_type] = self._buffer(data_type).split(
+                end, allow_early_split=True
+            )
         for _ in range(_MAX_ALIGN_PASSES):
-            pieces: dict[str, Chunk] = {}
-            for data_type in self._queues:
-                left, right = self._buffer(data_type).split(end, allow_early_split=True)
-                pieces[data_type] = left
-                self._buffers[data_type] = right
             ends = {piece.end for piece in pieces.values()}
-            if len(ends) == 1:
+            end = min([*ends, end])
+            if len(ends) <= 1:
                 return pieces
-            end = min(ends)
             for data_type, piece in pieces.items():
-                self._buffers[data_type] = Chunk.concatenate([piece, self._buffer(data_type)])
+                pieces[data_type], back = piece.split(end, allow_early_split=True)
+                self._buffers[data_type] = Chunk.concatenate([back, self._buffer(data_type)])
         raise ChunkError(
             f"could not align inputs {sorted(self._queues)} after {_MAX_ALIGN_PASSES} passes"
         )

@@ -64,8 +64,9 @@ class Plugin:
     save_when: ClassVar[SaveWhen | Mapping[str, SaveWhen]] = SaveWhen.ALWAYS
     rechunk_on_save: ClassVar[bool | Mapping[str, bool]] = True
     chunk_target_size_mb: ClassVar[int] = 200
-    # Window (left, right) in ns for plugins that need context around each chunk, else None.
-    window_ns: ClassVar[tuple[int, int] | None] = None
+    # Window (left, right) in ns for plugins that need context around each chunk (set in
+    # ``setup`` from the options), else None.
+    window_ns: tuple[int, int] | None = None
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         given = dict(config or {})

@@ -258,3 +258,54 @@ def _as_strax(chunk: Chunk) -> strax.Chunk:
         end=chunk.end,
         data=chunk.data,
     )
+
+
+class TestInputAligner:
+    async def test_rows_straddling_every_split_wait_for_the_next_step(self) -> None:
+        """A long row across the pacemaker's first boundary: an empty first step (as strax),
+        then everything, then the end; no endless empty steps."""
+        from straxd.core.pipeline_inputs import InputAligner
+
+        long = np.zeros(1, PULSE)
+        long["time"], long["endtime"] = 0, 150  # spans the first boundary of the other input
+        short = np.zeros(2, PULSE)
+        short["time"], short["endtime"] = [10, 160], [20, 170]
+        queues: dict[str, asyncio.Queue[Chunk | None]] = {
+            "a": asyncio.Queue(),
+            "b": asyncio.Queue(),
+        }
+        for chunk in (
+            Chunk("a", "a", RUN, 0, 100, short[:1]),
+            Chunk("a", "a", RUN, 100, 200, short[1:]),
+        ):
+            queues["a"].put_nowait(chunk)
+        queues["a"].put_nowait(None)
+        queues["b"].put_nowait(Chunk("b", "b", RUN, 0, 200, long))
+        queues["b"].put_nowait(None)
+        aligner = InputAligner(queues)
+        pieces = await aligner.next()
+        assert pieces is not None
+        assert {(p.start, p.end, len(p)) for p in pieces.values()} == {(0, 0, 0)}
+        pieces = await aligner.next()
+        assert pieces is not None
+        assert {(p.start, p.end) for p in pieces.values()} == {(0, 200)}
+        assert len(pieces["a"]) == 2 and len(pieces["b"]) == 1
+        assert await aligner.next() is None
+
+    async def test_inputs_that_can_never_align_are_an_error(self) -> None:
+        from straxd.core.pipeline_inputs import InputAligner
+
+        long = np.zeros(1, PULSE)
+        long["time"], long["endtime"] = 0, 150
+        queues: dict[str, asyncio.Queue[Chunk | None]] = {
+            "a": asyncio.Queue(),
+            "b": asyncio.Queue(),
+        }
+        queues["a"].put_nowait(Chunk("a", "a", RUN, 0, 100, np.zeros(0, PULSE)))
+        queues["a"].put_nowait(None)
+        queues["b"].put_nowait(Chunk("b", "b", RUN, 0, 200, long))
+        queues["b"].put_nowait(None)
+        aligner = InputAligner(queues)
+        await aligner.next()
+        with pytest.raises(ChunkError, match="rows left"):
+            await aligner.next()
