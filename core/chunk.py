@@ -77,14 +77,29 @@ def split_array(
 
 
 def sort_by_time(data: np.ndarray) -> np.ndarray:
-    """Rows sorted by time, then channel when there is one; stable."""
+    """Rows sorted by time, then channel when there is one; stable.
+
+    Data already in order (the common case) is returned as it is, not copied.
+    """
     if len(data) == 0:
         return data
-    if "channel" in (data.dtype.names or ()):
+    has_channel = "channel" in (data.dtype.names or ())
+    second = data["channel"] if has_channel else data["time"]
+    if _in_order(data["time"], second):
+        return data
+    if has_channel:
         order = np.lexsort((data["channel"], data["time"]))
     else:
         order = np.argsort(data["time"], kind="stable")
     return data[order]
+
+
+@numba.njit(nogil=True, cache=True)
+def _in_order(first: np.ndarray, second: np.ndarray) -> bool:
+    for i in range(1, len(first)):
+        if first[i] < first[i - 1] or (first[i] == first[i - 1] and second[i] < second[i - 1]):
+            return False
+    return True
 
 
 @numba.njit(nogil=True, cache=True)
@@ -233,8 +248,10 @@ class Rechunker:
     ``receive`` returns the chunks ready to be written; ``flush`` the rest at the end.
     """
 
-    def __init__(self, rechunk: bool = True) -> None:
+    def __init__(self, rechunk: bool = True, max_target_mb: float | None = None) -> None:
         self.rechunk = rechunk
+        # Live processing caps the target: whatever is held back here is held in memory.
+        self.max_target_mb = max_target_mb
         self._cache: Chunk | None = None
 
     def receive(self, chunk: Chunk) -> list[Chunk]:
@@ -243,7 +260,10 @@ class Rechunker:
             return [chunk]
         if self._cache is not None:
             chunk = Chunk.concatenate([self._cache, chunk])
-        cuts = get_splits(chunk.data, chunk.target_size_mb * 1e6, DEFAULT_CHUNK_SPLIT_NS)
+        target_mb: float = chunk.target_size_mb
+        if self.max_target_mb is not None:
+            target_mb = min(target_mb, self.max_target_mb)
+        cuts = get_splits(chunk.data, target_mb * 1e6, DEFAULT_CHUNK_SPLIT_NS)
         ready = []
         for rows in np.diff(cuts):
             # Cut half a minimum gap before the first row of the next piece, as strax does.

@@ -204,28 +204,29 @@ class LiveRun:
 
     # ------------------------------------------------------------------ loading
     def _load_dir(self, path: Path, start: int, end: int) -> np.ndarray:
-        arrays = []
-        for file in sorted(path.iterdir()):
-            raw = file.read_bytes()
-            if not raw:
-                continue
-            payload = decompress_file_bytes(self.config.compressor, raw, str(file))
-            if len(payload) % self.dtype.itemsize:
-                raise BadInput(
-                    f"{file}: {len(payload)} bytes is not a whole number of "
-                    f"{self.dtype.itemsize}-byte fragments (wrong payload size?)"
-                )
-            data = np.frombuffer(payload, self.dtype)
-            outside = (data["time"] < start) | (data["time"] >= end)
-            if outside.any():
-                bad = int(data["time"][outside][0])
-                raise BadInput(
-                    f"{file}: fragment starting at {bad} ns lies outside its "
-                    f"window [{start}, {end})"
-                )
-            arrays.append(data)
+        arrays = [self._load_file(file, start, end) for file in sorted(path.iterdir())]
         records = np.concatenate(arrays) if arrays else np.zeros(0, self.dtype)
+        del arrays  # the decompressed files: free them before sorting
         return sort_by_time(records)
+
+    def _load_file(self, file: Path, start: int, end: int) -> np.ndarray:
+        raw = file.read_bytes()
+        if not raw:
+            return np.zeros(0, self.dtype)
+        payload = decompress_file_bytes(self.config.compressor, raw, str(file))
+        if len(payload) % self.dtype.itemsize:
+            raise BadInput(
+                f"{file}: {len(payload)} bytes is not a whole number of "
+                f"{self.dtype.itemsize}-byte fragments (wrong payload size?)"
+            )
+        data = np.frombuffer(payload, self.dtype)
+        outside = (data["time"] < start) | (data["time"] >= end)
+        if outside.any():
+            bad = int(data["time"][outside][0])
+            raise BadInput(
+                f"{file}: fragment starting at {bad} ns lies outside its window [{start}, {end})"
+            )
+        return data
 
     def _last_end(self, records: np.ndarray) -> int:
         # straxen looks back one record length per channel of the map: kept for equal results.
@@ -286,6 +287,7 @@ class LiveRun:
             kept, break_post = self._overlap(post, t_end, t_end + c.overlap_ns, "post")
             pieces.append(kept)
         records = np.concatenate(pieces)
+        del pieces  # one copy of the chunk at a time
         return self._split(records, chunk_i, run_id, c.t0_ns + break_pre, c.t0_ns + break_post)
 
     def _split(

@@ -13,13 +13,20 @@ from straxd.core.plugin import Plugin, Registry
 from straxd.core.storage import ChunkWriter, Overwrite
 from straxd.core.storage_read import Status, find, status_of
 
+# Rechunking holds data back in memory until a chunk reaches its target (2 GB for peaklets,
+# as straxen), so memory would grow with the run. Processed data is rechunked to the production
+# targets later (restrax); here chunks are capped at this size.
+LIVE_MAX_CHUNK_MB = 64
+
 
 class FileSink:
     """Saves one computed data type: optional rechunking in front of a ChunkWriter."""
 
-    def __init__(self, writer: ChunkWriter, rechunk: bool) -> None:
+    def __init__(
+        self, writer: ChunkWriter, rechunk: bool, max_chunk_mb: float | None = None
+    ) -> None:
         self.writer = writer
-        self.rechunker = Rechunker(rechunk)
+        self.rechunker = Rechunker(rechunk, max_chunk_mb)
         self.folder: Path | None = None
 
     def write(self, chunk: Chunk) -> None:
@@ -46,8 +53,10 @@ class FileStore:
         overwrite: Overwrite = "if_broken",
         extra_metadata: dict[str, Any] | None = None,
         fsync: bool = True,
+        max_chunk_mb: float | None = LIVE_MAX_CHUNK_MB,
     ) -> None:
         self.root = Path(root)
+        self.max_chunk_mb = max_chunk_mb
         self.run_id = run_id
         self.overwrite = overwrite
         self.extra_metadata = extra_metadata or {}
@@ -82,6 +91,6 @@ class FileStore:
             overwrite=self.overwrite,
             fsync=self.fsync,
         )
-        sink = FileSink(writer, plugin.rechunks(data_type))
+        sink = FileSink(writer, plugin.rechunks(data_type), self.max_chunk_mb)
         self.sinks[data_type] = sink
         return sink

@@ -367,7 +367,9 @@ def pulse_processing(
     """straxen PulseProcessing.compute with the software HE veto off (its default)."""
     if check_raw_record_overlaps:
         check_overlaps(raw_records, n_channels=3000)
-    r = raw_to_records(raw_records[raw_records["channel"] < n_tpc_pmts])
+    if len(raw_records) and raw_records["channel"].max() >= n_tpc_pmts:
+        raw_records = raw_records[raw_records["channel"] < n_tpc_pmts]
+    r = raw_to_records(raw_records)
     zero_out_of_bounds(r)
     baseline(r, baseline_samples=baseline_samples, allow_sloppy_chunking=allow_sloppy_chunking)
     integrate(r)

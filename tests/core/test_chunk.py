@@ -207,3 +207,39 @@ class TestSort:
             (5, 2),
         ]
         np.testing.assert_array_equal(out, strax.sort_by_time(data))
+
+    @settings(max_examples=60, deadline=None)
+    @given(data=st.data(), presorted=st.booleans())
+    def test_equals_strax_sorted_or_not(self, data: st.DataObject, presorted: bool) -> None:
+        """Any order of rows, including already sorted ones (returned without a copy)."""
+        arr = data.draw(interval_arrays(dtype=TIME_DT_DTYPE, max_rows=50))
+        arr["channel"] = data.draw(
+            st.lists(st.integers(0, 3), min_size=len(arr), max_size=len(arr))
+        )
+        if presorted:
+            arr = strax.sort_by_time(arr)
+        else:
+            arr = arr[data.draw(st.permutations(list(range(len(arr)))))] if len(arr) else arr
+        out = sort_by_time(arr)
+        np.testing.assert_array_equal(out, strax.sort_by_time(arr))
+        if presorted:
+            assert out is arr
+
+
+class TestRechunkCap:
+    def test_live_cap_bounds_what_is_held_back(self) -> None:
+        """A 2 GB target is capped: chunks are written once they pass the cap, at gaps."""
+        rows = np.zeros(1000, TIME_END_DTYPE)
+        rows["time"] = np.arange(1000) * 5000
+        rows["endtime"] = rows["time"] + 100
+        cap_mb = 100 * rows.itemsize / 1e6
+        rechunker = Rechunker(True, max_target_mb=cap_mb)
+        out = []
+        for i in range(10):
+            piece = rows[i * 100 : (i + 1) * 100]
+            chunk = _chunk(piece, i * 500_000, (i + 1) * 500_000)
+            out += rechunker.receive(chunk.with_data(chunk.data, target_size_mb=2000))
+        out += rechunker.flush()
+        assert sum(len(c) for c in out) == 1000
+        assert max(len(c) for c in out) <= 200
+        assert len(out) >= 5
