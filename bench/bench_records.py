@@ -15,16 +15,21 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pymongo
-
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-STRAXEN_PYTHON = REPO / ".venv-straxen" / "bin" / "python"
+from common import (
+    BIN,
+    STRAXEN_PYTHON,
+    bench_env,
+    daqreader_config,
+    fakedaq,
+    raw_mb,
+    run_doc,
+    start_db,
+    timed,
+)
 
 STRAXEN_SCRIPT = """
 import json, sys, time, warnings
@@ -39,45 +44,6 @@ print("done")
 """
 
 
-def start_db(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            str(BIN / "secantusd-py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            ":memory:",
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    pymongo.MongoClient(
-        f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=30000
-    ).admin.command("ping")
-    return proc
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float | None, str]:
-    """Whole-process wall time, time to the first progress line, and stdout."""
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = None
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if first is None and '"progress"' in line:
-            first = time.monotonic() - started
-    proc.wait()
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed: {proc.stderr.read() if proc.stderr else ''}")
-    return time.monotonic() - started, first, "".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration-s", type=float, default=60)
@@ -88,52 +54,20 @@ def main() -> None:
     port = 27400 + os.getpid() % 500
     db = start_db(port)
     try:
-        env = {
-            **os.environ,
-            "STRAXD_MONGO_URI": f"mongodb://127.0.0.1:{port}/",
-            "STRAXD_LIVE_DIR": str(work / "live"),
-        }
-        subprocess.run(
-            [
-                str(BIN / "fakedaq"),
-                "--run",
-                "1",
-                "--duration-s",
-                str(args.duration_s),
-                "--rate-mbs",
-                str(args.rate_mbs),
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        doc = pymongo.MongoClient(env["STRAXD_MONGO_URI"]).xenonnt.runs.find_one({"number": 1})
+        env = bench_env(work, port)
+        fakedaq(env, 1, args.duration_s, args.rate_mbs)
         pin = ["taskset", "-c", str(args.cpu)]
-        wall, first, out = timed(
+        ours = timed(
             [
                 *pin,
                 str(BIN / "straxer"),
-                "1",
-                "--target",
-                "records",
-                "--output",
-                str(work / "straxd"),
-                "--workers",
-                "1",
+                *("1", "--target", "records", "--output", str(work / "straxd"), "--workers", "1"),
             ],
             env,
         )
-        done = json.loads(next(line for line in out.splitlines() if '"processing_done"' in line))
-        raw_mb = sum(t["mb"] for n, t in done["types"].items() if n.startswith("raw_records"))
-        cfg = {
-            "output": str(work / "straxen"),
-            "daq_input_dir": str(work / "live" / "000001"),
-            "readout_threads": doc["daq_config"]["processing_threads"],
-            "run_start_time": int(doc["start"].timestamp()),
-            "daq_compressor": "lz4",
-            "n_tpc_pmts": 494,
-            "hit_min_amplitude": 15,
-        }
+        done = ours.summary()
+        wall, first, mb = ours.wall_s, ours.first_progress_s, raw_mb(done)
+        cfg = {"output": str(work / "straxen"), **daqreader_config(work, run_doc(env, 1))}
         started = time.monotonic()
         subprocess.run(
             [*pin, str(STRAXEN_PYTHON), "-c", STRAXEN_SCRIPT, json.dumps(cfg), "000001"],
@@ -142,16 +76,15 @@ def main() -> None:
         )
         straxen_wall = time.monotonic() - started
         print(
-            f"raw_records: {raw_mb:.0f} MB "
-            f"({args.duration_s:.0f} s at {args.rate_mbs} MB/s), one CPU"
+            f"raw_records: {mb:.0f} MB ({args.duration_s:.0f} s at {args.rate_mbs} MB/s), one CPU"
         )
         print(
-            f"straxd  straxer -> records: {wall:6.1f} s  {raw_mb / wall:7.1f} MB/s "
+            f"straxd  straxer -> records: {wall:6.1f} s  {mb / wall:7.1f} MB/s "
             f"(peak RSS {done['peak_rss_mb']:.0f} MB)"
         )
         print(
             f"straxen DAQReader+PulseProcessing: {straxen_wall:6.1f} s  "
-            f"{raw_mb / straxen_wall:7.1f} MB/s"
+            f"{mb / straxen_wall:7.1f} MB/s"
         )
         print(f"ratio straxd/straxen: {straxen_wall / wall:.1f}x")
         print(f"fresh straxer: first chunk processed {first:.2f} s after spawn")

@@ -1,0 +1,139 @@
+"""live_data -> event_info: straxd's straxer against straxen 4.0.0's vanilla chain, same data.
+
+Writes fakedaq runs of 10 s and 60 s (and 240 s with --long) at the default 25 MB/s, then, with
+one process pinned to one CPU:
+
+- straxd: ``straxer RUN --target event_info`` in a fresh process per run. Steady-state
+  throughput is (MB60 - MB10) / (wall60 - wall10); whole-process wall time of the 60 s run
+  includes start-up; peak RSS per run.
+- straxen: one fresh process runs tests/straxen_chain.py (the test oracle) to make event_basics
+  of the 60 s run (first pass: import, compile and process), then again into empty storage (warm
+  pass) in the same process.
+
+Prints MB/s, the ratios straxd/straxen, and peak RSS. straxen stops at event_basics (its
+event_info needs calibration maps); straxd's event_info adds only a few columns.
+
+Usage: .venv/bin/python bench/bench_events.py [--rate-mbs 25] [--cpu 0] [--long]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import (
+    BIN,
+    REPO,
+    STRAXEN_PYTHON,
+    bench_env,
+    daqreader_config,
+    fakedaq,
+    raw_mb,
+    run_doc,
+    start_db,
+    timed,
+)
+
+
+def straxer(work: Path, env: dict[str, str], cpu: int, number: int) -> dict[str, Any]:
+    """One pinned straxer process to event_info; its summary plus the measured wall time."""
+    gains = work / f"gains-{number}.json"
+    truth = json.loads((work / "live" / f"{number:06d}-truth.json").read_text())
+    gains.write_text(json.dumps(truth["to_pe"]))
+    run = timed(
+        [
+            *("taskset", "-c", str(cpu), str(BIN / "straxer"), str(number)),
+            *("--target", "event_info", "--output", str(work / "straxd")),
+            *("--config_kwargs", json.dumps({"gain_model": str(gains)})),
+        ],
+        env,
+    )
+    return {**run.summary(), "process_wall_s": run.wall_s, "mb": raw_mb(run.summary())}
+
+
+def straxen_passes(work: Path, env: dict[str, str], cpu: int, number: int) -> dict[str, float]:
+    """straxen's first pass (fresh process) and warm pass on one run."""
+    doc = run_doc(env, number)
+    truth = json.loads((work / "live" / f"{number:06d}-truth.json").read_text())
+    spec = work / "straxen.json"
+    spec.write_text(
+        json.dumps(
+            {
+                **daqreader_config(work, doc),
+                "run_id": f"{number:06d}",
+                "to_pe": truth["to_pe"],
+                "target_groups": [["event_basics"]],
+                "also_load": [],
+                "passes": 2,
+            }
+        )
+    )
+    spawned = time.monotonic()
+    done = subprocess.run(
+        [
+            *("taskset", "-c", str(cpu), str(STRAXEN_PYTHON)),
+            *(str(REPO / "tests" / "straxen_chain.py"), str(spec), str(work / "straxen")),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    first_done, warm_done = json.loads(done.stdout.strip().splitlines()[-1])["pass_done_monotonic"]
+    return {"first_s": first_done - spawned, "warm_s": warm_done - first_done}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate-mbs", type=float, default=25)
+    parser.add_argument("--cpu", type=int, default=0)
+    parser.add_argument("--long", action="store_true", help="also a 240 s run (peak RSS)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="straxd-bench-"))
+    port = 27400 + os.getpid() % 500
+    db = start_db(port)
+    try:
+        env = bench_env(work, port)
+        lengths = {10: 10.0, 60: 60.0, **({240: 240.0} if args.long else {})}
+        for number, seconds in lengths.items():
+            fakedaq(env, number, seconds, args.rate_mbs)
+        ours = {n: straxer(work, env, args.cpu, n) for n in lengths}
+        theirs = straxen_passes(work, env, args.cpu, 60)
+        report(ours, theirs, args.rate_mbs)
+    finally:
+        db.terminate()
+        db.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(ours: dict[int, dict[str, Any]], theirs: dict[str, float], rate_mbs: float) -> None:
+    """Print the figures."""
+    mb60, wall60 = ours[60]["mb"], ours[60]["process_wall_s"]
+    steady = (mb60 - ours[10]["mb"]) / (wall60 - ours[10]["process_wall_s"])
+    straxen_warm = mb60 / theirs["warm_s"]
+    print(f"raw_records at {rate_mbs} MB/s; one CPU per process")
+    for number, run in ours.items():
+        print(
+            f"straxd  {number:3d} s run: {run['mb']:7.0f} MB in {run['process_wall_s']:6.1f} s "
+            f"(whole process), peak RSS {run['peak_rss_mb']:.0f} MB"
+        )
+    first_s, warm_s = theirs["first_s"], theirs["warm_s"]
+    print(f"straxen  60 s run: first pass {first_s:6.1f} s, warm pass {warm_s:.1f} s")
+    print(
+        f"steady state: straxd {steady:.1f} MB/s vs straxen warm {straxen_warm:.1f} MB/s "
+        f"-> {steady / straxen_warm:.1f}x"
+    )
+    print(
+        f"whole process, 60 s run: straxd {wall60:.1f} s vs straxen first pass "
+        f"{theirs['first_s']:.1f} s -> {theirs['first_s'] / wall60:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
