@@ -68,7 +68,8 @@ def _choose(
     local = np.arange(len(members))
     types, areas = peaks["type"][members], peaks["area"][members]
     s2s = _largest_first(local[types == 2], areas, 0)
-    latest = np.inf
+    # An integer bound: as a float, ns times since the epoch lose their last ~8 bits.
+    latest = np.iinfo(np.int64).max
     if not allow_posts2_s1s and len(s2s):
         latest = peaks["time"][members[s2s[0]]]
     s1_ok = (types == 1) & (peaks["time"][members] < latest)

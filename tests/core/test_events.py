@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from straxd.core.dtypes import PEAK_BASICS_DTYPE, PEAK_PROXIMITY_DTYPE, merged_dtype
+from straxd.core.dtypes import (
+    EVENTS_DTYPE,
+    PEAK_BASICS_DTYPE,
+    PEAK_PROXIMITY_DTYPE,
+    merged_dtype,
+)
 from straxd.core.errors import ConfigInvalid
 from straxd.core.event_basics import EventBasics, event_basics
 from straxd.core.event_info import EventInfo
@@ -127,6 +132,21 @@ class TestEvents:
         for bad in (0, -1.0, "16", True):
             with pytest.raises(ConfigInvalid, match="positive number"):
                 EventInfo({"g2": bad})
+
+
+class TestEventBasics:
+    def test_s1_just_before_the_s2_at_epoch_times(self) -> None:
+        """Times since the epoch compared as integers: 70 ns apart is before, not equal."""
+        peaks = np.zeros(2, dtype=PEAKS_DTYPE)
+        peaks["time"] = [T0_NS + 130, T0_NS + 200]  # equal once rounded to float64
+        peaks["endtime"] = peaks["time"] + 50
+        peaks["center_time"] = peaks["time"] + 20
+        peaks["type"], peaks["area"], peaks["tight_coincidence"] = [1, 2], [50, 1000], [3, 3]
+        events = np.zeros(1, dtype=EVENTS_DTYPE)
+        events["time"], events["endtime"] = T0_NS, T0_NS + 1000
+        basics = event_basics(events, peaks, EventBasics().config)
+        assert basics["s1_index"].tolist() == [0] and basics["s2_index"].tolist() == [1]
+        assert basics["drift_time"].tolist() == [70.0]
 
 
 class TestOnlineMonitor:
