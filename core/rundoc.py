@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
 
+from bson import json_util
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from straxd.core.db import Collection, as_utc, utcnow
-from straxd.core.errors import BadInput
+from straxd.core.errors import BadInput, LeaseLost
 
 FILE_PROTOCOL = "FileSytemBackend"  # strax's spelling; offline straxen looks for exactly this
 _RUN_ID = re.compile(r"^\d{1,6}$")
+_JSON_OPTIONS = json_util.JSONOptions(
+    json_mode=json_util.JSONMode.CANONICAL, tz_aware=True, tzinfo=dt.UTC
+)
 
 
 def run_id_of(number: int) -> str:
@@ -129,6 +134,19 @@ def parse_run_doc(document: dict[str, Any]) -> RunDoc:
         raise BadInput(f"run {number}: malformed run document: {problems}") from None
 
 
+def write_run_doc(path: Path, document: dict[str, Any]) -> None:
+    """Save a run document as extended JSON (datetimes and ObjectIds survive the trip)."""
+    path.write_text(json_util.dumps(document, json_options=_JSON_OPTIONS))
+
+
+def read_run_doc(path: Path) -> dict[str, Any]:
+    """Read a run document saved by ``write_run_doc``; datetimes come back UTC-aware."""
+    document = json_util.loads(path.read_text(), json_options=_JSON_OPTIONS)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
+
+
 async def get_run(runs: Collection, number: int) -> RunDoc | None:
     """The run document of ``number``, or None."""
     document = await runs.find_one({"number": number})
@@ -167,14 +185,22 @@ async def update_data(
 
 
 async def move_to_deleted(
-    runs: Collection, number: int, data_type: str, host: str, by: str, reason: str
+    runs: Collection,
+    number: int,
+    data_type: str,
+    host: str,
+    by: str,
+    reason: str,
+    fence: dict[str, Any] | None = None,
 ) -> bool:
     """Record a deletion in ``deleted_data`` and drop the entry from ``data``.
 
     Two steps, ordered so that a crash between them is completed by running this again: the
-    record is added only if not there yet, then the entry is pulled. Returns False when there
-    was nothing to move.
+    record is added only if not there yet, then the entry is pulled. ``fence`` (a lease's
+    filter) makes both conditional on still holding the run; a write that then matches nothing
+    raises LeaseLost. Returns False when there was nothing to move.
     """
+    where = {"number": number, **(fence or {})}
     document = await runs.find_one(
         {"number": number}, {"data": {"$elemMatch": {"type": data_type, "host": host}}}
     )
@@ -186,14 +212,14 @@ async def move_to_deleted(
         record.update(at=utcnow(), by=by, reason=reason)
         await runs.update_one(
             {
-                "number": number,
+                **where,
                 "deleted_data": {
                     "$not": {"$elemMatch": {"type": data_type, "host": host, "reason": reason}}
                 },
             },
             {"$push": {"deleted_data": record}},
         )
-    pulled = await runs.update_one(
-        {"number": number}, {"$pull": {"data": {"type": data_type, "host": host}}}
-    )
+    pulled = await runs.update_one(where, {"$pull": {"data": {"type": data_type, "host": host}}})
+    if fence and not pulled.matched_count:
+        raise LeaseLost(f"run {number}: lease lost while moving {data_type} to deleted_data")
     return bool(entries) and pulled.modified_count == 1

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pymongo.errors import PyMongoError
 
 from straxd.core.db import Databases, open_databases, utcnow
 from straxd.core.errors import StraxdError
@@ -38,6 +39,7 @@ PAYLOAD_BYTES = 220
 # written once the generator is this far past its end.
 WRITE_MARGIN_NS = 5_000_000
 WINDOW_NS = 500_000_000
+END_UPDATE_TIMEOUT_S = 300.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -171,15 +173,7 @@ async def _simulate(
         state.pending.append(out.records)
         state.truth.append(out.truth)
         state.window_mb.append(out.records.nbytes / 1e6 / ((end - start) / 1e9))
-        await dbs.aggregate_status.insert_one(
-            {
-                "number": state.number,
-                "detector": "tpc",
-                "rate": state.window_mb[-1],
-                "time": utcnow(),
-                "mode": args.mode,
-            }
-        )
+        await _report_rate(dbs, state, args.mode)
         await _write_ready(state, writer, end - WRITE_MARGIN_NS)
         window_i += 1
     state.pending.append((await asyncio.to_thread(sim.flush)).records)
@@ -189,6 +183,38 @@ async def _simulate(
     if len(leftover):
         last_chunk = max(last_chunk, int(leftover["time"].max()) // state.full_ns)
     await _write_ready(state, writer, (last_chunk + 1) * state.full_ns)
+
+
+async def _report_rate(dbs: Databases, state: RunState, mode: str) -> None:
+    """One ``aggregate_status`` sample; a database outage skips it (the readers keep going)."""
+    try:
+        await dbs.aggregate_status.insert_one(
+            {
+                "number": state.number,
+                "detector": "tpc",
+                "rate": state.window_mb[-1],
+                "time": utcnow(),
+                "mode": mode,
+            }
+        )
+    except PyMongoError as err:
+        get_logger().warning("rate_not_reported", error=str(err)[:200])
+
+
+async def _set_end(
+    dbs: Databases, number: int, fields: dict[str, Any], stop: asyncio.Event
+) -> None:
+    """Set ``end`` and ``rate``, waiting out a database outage as the dispatcher would."""
+    deadline = time.monotonic() + END_UPDATE_TIMEOUT_S
+    while True:
+        try:
+            await dbs.runs.update_one({"number": number}, {"$set": fields})
+            return
+        except PyMongoError as err:
+            if time.monotonic() > deadline:
+                raise StraxdError(f"could not set the end of run {number}: {err}") from None
+            get_logger().warning("end_not_set_yet", error=str(err)[:200])
+            await wait_for_stop(stop, 1.0)
 
 
 def _run_document(
@@ -254,15 +280,8 @@ async def run(args: argparse.Namespace, settings: Settings, stop: asyncio.Event)
         truth = args.truth or settings.live_dir / f"{run_id_of(args.run)}-truth.json"
         await asyncio.to_thread(_write_truth, truth, state, int(start.timestamp()) * 10**9)
         rate = {"avg": float(np.mean(state.window_mb)), "max": float(np.max(state.window_mb))}
-        await dbs.runs.update_one(
-            {"number": args.run},
-            {
-                "$set": {
-                    "end": start + dt.timedelta(seconds=args.duration_s),
-                    "rate": {"tpc": rate},
-                }
-            },
-        )
+        end = start + dt.timedelta(seconds=args.duration_s)
+        await _set_end(dbs, args.run, {"end": end, "rate": {"tpc": rate}}, stop)
         log.info(
             "run_finished", chunks=state.next_chunk, avg_mbs=round(rate["avg"], 1), truth=str(truth)
         )

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from straxd.core.child import die_with_parent, stop_on_stdin_eof
 from straxd.core.chunk import Chunk
 from straxd.core.context import build_registry, check_run_length
 from straxd.core.db import open_databases
@@ -27,7 +28,7 @@ from straxd.core.filestore import FileStore
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
 from straxd.core.pipeline import Pipeline, PipelineReport
-from straxd.core.rundoc import parse_run, run_id_of
+from straxd.core.rundoc import parse_run, read_run_doc, run_id_of
 from straxd.core.settings import Settings, load_settings
 
 # Flags of the original straxer that mean nothing here; accepted so old command lines work.
@@ -85,6 +86,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="give up waiting for new live_data after this many seconds",
     )
     parser.add_argument("--debug", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--run-doc",
+        type=Path,
+        default=None,
+        help="read the run document from this extended-JSON file instead of the database "
+        "(bootstrax hands its child a snapshot, so the child never needs the database)",
+    )
+    parser.add_argument(
+        "--supervised",
+        action="store_true",
+        help="run as bootstrax's child: exit when the parent dies or closes stdin, and leave "
+        "the run-length check to the parent",
+    )
     parser.add_argument("--config", type=Path, default=None, help="straxd settings file (TOML)")
     for flag in IGNORED_FLAGS:
         parser.add_argument(flag, nargs="?", const=True, default=None, help=argparse.SUPPRESS)
@@ -160,11 +174,7 @@ async def process(args: argparse.Namespace, settings: Settings) -> int:
     """Process the run; returns the exit code."""
     number = parse_run(args.run)
     log = get_logger(run_id=run_id_of(number))
-    dbs = open_databases(settings.runs_uri(), settings.daq_uri(), settings.runs_db, settings.daq_db)
-    try:
-        document = await dbs.runs.find_one({"number": number})
-    finally:
-        await dbs.close()
+    document = await _run_document(args, settings, number)
     if document is None:
         log.error("run_not_found", runs_db=settings.runs_db)
         return EXIT_USAGE
@@ -194,12 +204,33 @@ async def process(args: argparse.Namespace, settings: Settings) -> int:
     rows = sum(t["rows"] for t in result["types"].values())
     log.info("processing_done", **result, note="the run holds no data" if rows == 0 else None)
     raw = registry.lineage_hash("raw_records")
+    if args.supervised:
+        return EXIT_OK  # the parent checks the run length against the final run document
     if store.has("raw_records", raw) and (
         reason := check_run_length(store.folder("raw_records", raw), document)
     ):
         log.error("run_length_check_failed", reason=reason)
         return EXIT_FAILED
     return EXIT_OK
+
+
+async def _run_document(
+    args: argparse.Namespace, settings: Settings, number: int
+) -> dict[str, Any] | None:
+    """The run document: from ``--run-doc`` if given, else from the runs database."""
+    if args.run_doc is not None:
+        try:
+            document = read_run_doc(args.run_doc)
+        except (OSError, ValueError) as err:
+            raise ConfigInvalid(f"--run-doc {args.run_doc}: {err}") from None
+        if document.get("number") != number:
+            raise ConfigInvalid(f"--run-doc {args.run_doc} holds run {document.get('number')}")
+        return document
+    dbs = open_databases(settings.runs_uri(), settings.daq_uri(), settings.runs_db, settings.daq_db)
+    try:
+        return await dbs.runs.find_one({"number": number})
+    finally:
+        await dbs.close()
 
 
 def _end_ns(document: dict[str, Any]) -> int | None:
@@ -235,7 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ignored:
         get_logger().warning("flags_ignored", flags=args.ignored)
 
+    if args.supervised:
+        die_with_parent()
+
     async def _run(stop: asyncio.Event) -> int:
+        if args.supervised:
+            await stop_on_stdin_eof(stop)
         task = asyncio.ensure_future(process(args, settings))
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)

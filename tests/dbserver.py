@@ -41,8 +41,9 @@ def wait_until_up(uri: str, timeout_s: float = 30.0) -> None:
 class MongoProcess:
     """secantusd-py on 127.0.0.1:<port> storing its data in ``data_dir``."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, standalone: bool = False) -> None:
         self.data_dir = data_dir
+        self.standalone = standalone
         self.port = port or free_port()
         self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
         self._config = data_dir.with_name(data_dir.name + "-secantusd.toml")
@@ -67,6 +68,7 @@ class MongoProcess:
                 str(self.data_dir),
                 "--log-level",
                 "WARNING",
+                *(["--standalone"] if self.standalone else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
