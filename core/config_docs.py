@@ -123,7 +123,10 @@ async def watch_config(
     wake = _ChangeStreamWaker(source, stop) if use_change_stream else None
     try:
         while not stop.is_set():
-            event, last = await _check(source, last)
+            try:
+                event, last = await _check(source, last)
+            except PyMongoError:
+                event = None  # the database is away: keep the config in force, look again later
             if event is not None:
                 yield event
             if wake is None:

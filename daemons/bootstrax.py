@@ -12,6 +12,7 @@ original's test mode). Exit codes (``--once``, ``--process``): 0 all done or not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import os
 import sys
@@ -25,6 +26,7 @@ from straxd.core.logging import configure_logging, get_logger
 from straxd.core.settings import Settings, load_settings
 from straxd.daemons.bootstrax_loop import Bootstrax
 
+CLOSE_TIMEOUT_S = 10.0
 DEFAULT_TARGETS = ("event_info", "online_peak_monitor")
 # The original's flags that have no effect in straxd (yet); accepted so its command lines work.
 NO_EFFECT_FLAGS = (
@@ -164,7 +166,9 @@ async def run(settings: Settings, stop: asyncio.Event, args: argparse.Namespace)
     try:
         return await daemon.run(stop)
     finally:
-        await daemon.close()
+        # Closing waits for in-flight operations; an unreachable server must not hold the exit.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(daemon.close(), CLOSE_TIMEOUT_S)
 
 
 if __name__ == "__main__":
