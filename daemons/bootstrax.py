@@ -12,8 +12,8 @@ original's test mode). Exit codes (``--once``, ``--process``): 0 all done or not
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
