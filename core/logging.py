@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import structlog
@@ -43,10 +44,12 @@ def configure_logging(
     level: str = "info",
     json_output: bool | None = None,
     stream: TextIO | None = None,
+    processors: Sequence[Processor] = (),
 ) -> None:
     """Configure structlog (and the stdlib root logger) for one process.
 
-    ``json_output=None`` picks JSON unless ``stream`` is a TTY. Call once, from ``main()``.
+    ``json_output=None`` picks JSON unless ``stream`` is a TTY. ``processors`` run on every event
+    after its level is known (the daq.log mirror). Call once, from ``main()``.
     """
     if level not in _LEVELS:
         raise ValueError(f"unknown log level {level!r}; choose one of {', '.join(_LEVELS)}")
@@ -56,6 +59,7 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         _StaticFields(service=service, host=host),
         structlog.processors.add_log_level,
+        *processors,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]

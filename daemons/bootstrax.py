@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from straxd.core.context import PLUGIN_CLASSES
+from straxd.core.daqlog_mirror import DaqLogMirror
 from straxd.core.errors import StraxdError
 from straxd.core.lifecycle import EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
@@ -150,19 +151,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StraxdError as err:
         print(f"bootstrax: {err}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging("bootstrax", settings.host, level="debug" if args.debug else "info")
+    mirror = DaqLogMirror(f"bootstrax_{settings.host}") if args.production else None
+    configure_logging(
+        "bootstrax",
+        settings.host,
+        level="debug" if args.debug else "info",
+        processors=[mirror] if mirror else [],
+    )
     log = get_logger()
     if args.no_effect:
         log.warning("flags_without_effect", flags=args.no_effect)
     if args.production and not args.delete_live:
         log.warning("delete_live_off", hint="production without --delete_live keeps live_data")
     lock = settings.lock_path("bootstrax")
-    return serve("bootstrax", lock, lambda stop: run(settings, stop, args))
+    return serve("bootstrax", lock, lambda stop: run(settings, stop, args, mirror))
 
 
-async def run(settings: Settings, stop: asyncio.Event, args: argparse.Namespace) -> int:
+async def run(
+    settings: Settings,
+    stop: asyncio.Event,
+    args: argparse.Namespace,
+    mirror: DaqLogMirror | None = None,
+) -> int:
     """The service: manual action, one run, or the claim loop."""
-    daemon = Bootstrax(settings, args)
+    daemon = Bootstrax(settings, args, mirror)
     try:
         return await daemon.run(stop)
     finally:

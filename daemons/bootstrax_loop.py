@@ -18,7 +18,8 @@ from pymongo.errors import PyMongoError
 
 from straxd.core.bootstrax_config import LEGACY_KEYS, BootstraxConfig
 from straxd.core.config_docs import ConfigSource, config_diff, config_hash, watch_config
-from straxd.core.daqlog import heartbeat, log_to_daq
+from straxd.core.daqlog import heartbeat
+from straxd.core.daqlog_mirror import DaqLogMirror
 from straxd.core.db import ensure_indexes, open_databases, utcnow
 from straxd.core.errors import StraxdError
 from straxd.core.finish import remove_tree, stale_work_dirs
@@ -42,8 +43,10 @@ _UNDYING_WAIT_S = 60.0
 class Bootstrax:
     """One bootstrax process."""
 
-    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
-        self.settings, self.args = settings, args
+    def __init__(
+        self, settings: Settings, args: argparse.Namespace, mirror: DaqLogMirror | None = None
+    ) -> None:
+        self.settings, self.args, self.mirror = settings, args, mirror
         self.host = settings.host
         self.dbs = open_databases(
             settings.runs_uri(), settings.daq_uri(), settings.runs_db, settings.daq_db
@@ -85,12 +88,15 @@ class Bootstrax:
             return EXIT_USAGE
         if self.args.fail is not None or self.args.abandon is not None:
             return await self._manual()
+        if self.mirror is not None:
+            self.mirror.attach()
         async with asyncio.TaskGroup() as group:
             background = (
                 [
                     group.create_task(self._heartbeat_loop()),
                     group.create_task(self._config_loop()),
                     group.create_task(self._runs_watcher()),
+                    *([group.create_task(self.mirror.drain(self.dbs))] if self.mirror else []),
                 ]
                 if self.args.production
                 else []
@@ -99,10 +105,11 @@ class Bootstrax:
                 return await self._main(stop)
             finally:
                 self.halt.set()
-                for task in background:
-                    task.cancel()
                 if self.args.production:
                     await self._final_heartbeat()
+                await self._flush_mirror()
+                for task in background:
+                    task.cancel()
 
     async def _main(self, stop: asyncio.Event) -> int:
         while True:
@@ -114,7 +121,6 @@ class Bootstrax:
                 if not self.args.undying:
                     raise
                 self.log.error("loop_crashed", error=str(err), restart_in_s=_UNDYING_WAIT_S)
-                await self._daq_log(f"bootstrax restarts after: {err}", "error")
                 if await wait_for_stop(stop, _UNDYING_WAIT_S):
                     return EXIT_OK
 
@@ -213,9 +219,7 @@ class Bootstrax:
         """Count a takeover; False (and the run failed) when it keeps happening."""
         await fenced_update(self.dbs.runs, lease, {"$inc": {"bootstrax.n_takeovers": 1}})
         n = int((document.get("bootstrax") or {}).get("n_takeovers") or 0) + 1
-        await self._daq_log(
-            f"run {lease.number:06d}: taking over, its lease expired ({n})", "warning", lease.number
-        )
+        self.log.warning("run_taken_over", run_id=f"{lease.number:06d}", n_takeovers=n)
         if n <= self.config.max_takeovers:
             return True
         reason = (
@@ -309,6 +313,11 @@ class Bootstrax:
                 self.log.warning("heartbeat_failed", error=str(err)[:200])
             await wait_for_stop(self.halt, self.config.heartbeat_interval_s)
 
+    async def _flush_mirror(self) -> None:
+        """Give the daq.log mirror a moment to write what is queued (never more)."""
+        if self.mirror is not None:
+            await self.mirror.flush(timeout_s=5.0)
+
     async def _final_heartbeat(self) -> None:
         """Say "stopped" on the way out, so the status does not show a stale "busy"."""
         self.state = "stopped"
@@ -350,9 +359,6 @@ class Bootstrax:
                 self.log.error(
                     "config_rejected", error=str(event.error), kept=config_hash(self.config)
                 )
-                await self._daq_log(
-                    f"bootstrax_config rejected, previous config kept: {event.error}", "error"
-                )
             elif event.loaded is not None and event.loaded.config != self.config:
                 self._apply(event.loaded.config, event.loaded.missing, event.loaded.ignored_keys)
 
@@ -374,13 +380,3 @@ class Bootstrax:
                 )
             with contextlib.suppress(asyncio.CancelledError):
                 await wait_for_stop(self.halt, self.config.poll_interval_s)
-
-    async def _daq_log(self, message: str, level: str, run_number: int | None = None) -> None:
-        if not self.args.production:
-            return
-        try:
-            await log_to_daq(
-                self.dbs, message, level=level, user=f"bootstrax_{self.host}", run_number=run_number
-            )
-        except PyMongoError as err:
-            self.log.warning("daq_log_failed", error=str(err)[:200])

@@ -24,7 +24,6 @@ from pymongo.errors import PyMongoError
 
 from straxd.core.bootstrax_config import BootstraxConfig
 from straxd.core.child import ChildProcess, newest_mtime
-from straxd.core.daqlog import log_to_daq
 from straxd.core.db import Databases, utcnow
 from straxd.core.errors import LeaseLost, StraxdError
 from straxd.core.faults import fault_point
@@ -377,15 +376,13 @@ class RunWork:
         current = await self.dbs.runs.find_one({"number": self.number}, {"status": 1})
         status = (current or {}).get("status")
         level = "info" if status == "eb_finished_pre" else "warning"
-        message = f"run {self.run_id} is done but its status is {status!r}; left unchanged"
-        getattr(self.log, level)("status_unchanged", status=status)
-        await self._daq_log(message, level)
+        getattr(self.log, level)("status_unchanged", status=status, note="run done, status kept")
 
     async def _delete_live(self, live_dir: Path, folders: list[Path]) -> None:
         """Delete live_data once the stored raw data holds every fragment of it."""
         root = await asyncio.to_thread((self.options.live_root or live_dir.parent).resolve)
         if not (await asyncio.to_thread(live_dir.resolve)).is_relative_to(root):
-            await self._daq_log(f"not deleting {live_dir}: outside {root}", "error")
+            self.log.error("live_data_outside_root", path=str(live_dir), root=str(root))
             return
         daq = parse_run_doc(self.raw_document).daq_config
         assert daq is not None
@@ -395,11 +392,7 @@ class RunWork:
         )
         rows = await asyncio.to_thread(count_raw_rows, folders)
         if fragments != rows:
-            message = (
-                f"live_data of run {self.run_id} kept: {fragments} fragments, {rows} stored rows"
-            )
-            self.log.warning("live_data_kept", fragments=fragments, rows=rows)
-            await self._daq_log(message, "warning")
+            self.log.warning("live_data_kept", fragments=fragments, stored_rows=rows)
             return
         await move_to_deleted(
             self.dbs.runs,
@@ -428,8 +421,8 @@ class RunWork:
 
     async def _fail(self, reason: str, detail: str = "", retry: bool = True) -> Outcome:
         await self._discard()
-        self.log.error("run_failed", reason=reason.splitlines()[0], retry=retry)
         if self.lease is None:
+            self.log.error("run_failed", reason=reason.splitlines()[0], mode="test")
             return Outcome.FAILED
         try:
             await fail_run(self.dbs, self.lease, self.config, reason, detail, retry=retry)
@@ -437,15 +430,6 @@ class RunWork:
             self.log.warning("lease_lost_while_failing")
             return Outcome.LOST
         return Outcome.FAILED
-
-    async def _daq_log(self, message: str, level: str) -> None:
-        await log_to_daq(
-            self.dbs,
-            message,
-            level=level,
-            user=f"bootstrax_{self.options.host}",
-            run_number=self.number,
-        )
 
 
 async def fail_run(
@@ -477,13 +461,13 @@ async def fail_run(
             "$inc": {"bootstrax.n_failures": 1},
         },
     )
-    label = "Repeated failure" if before else "New failure"
-    await log_to_daq(
-        dbs,
-        f"{label} of run {lease.number:06d}: {reason.splitlines()[0]}",
-        level="info" if before else "warning",
-        user=f"bootstrax_{lease.host}",
-        run_number=lease.number,
+    # A first failure is news for the shift (a warning, mirrored to daq.log); repeats are info.
+    log = get_logger(run_id=f"{lease.number:06d}")
+    (log.info if before else log.warning)(
+        "run_failed",
+        reason=reason.splitlines()[0],
+        n_failures=before + 1,
+        next_retry=next_retry.isoformat() if next_retry else None,
     )
 
 
