@@ -1,86 +1,32 @@
-"""``make demo``: the end-to-end slice that exists so far, on a local database.
+"""``make demo``: the suite end to end on this machine, with a local database.
 
-Starts a SecantusDB server (installed by ``make setup``) with its data under ``.demo/``, inserts a
-run document as the DAQ dispatcher would, streams a short synthetic run of raw_records through
-the pipeline into the strax file format, registers the data in the run document, reads it back,
-and prints where everything is. The server is stopped on success, failure and Ctrl-C alike.
+Starts a SecantusDB server (installed by ``make setup``) with its data under ``.demo/``, lets
+fakedaq write a short run in real time as redax would, runs bootstrax in production mode while
+the run is being taken (it claims the run, processes it live, registers the data and hands the
+run on), then prints the run's final state, every data type with its row count, the event count
+and where everything is. Every process is stopped on success, failure and Ctrl-C alike.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
+import argparse
+import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pymongo
-
-from straxd.core.chunk import Chunk
-from straxd.core.daqlog import heartbeat, log_to_daq
-from straxd.core.db import Databases, ensure_indexes, open_databases
-from straxd.core.dtypes import raw_record_dtype
-from straxd.core.filestore import FileStore
-from straxd.core.logging import configure_logging, get_logger
-from straxd.core.pipeline import Pipeline
-from straxd.core.plugin import Option, Registry, RunInPool, SourcePlugin
-from straxd.core.rundoc import FILE_PROTOCOL, DataEntry, register_data, run_id_of
-from straxd.core.storage_read import open_data
 
 DEMO_DIR = Path(".demo")
 RUN_NUMBER = 1
-CHUNK_NS = 1_000_000_000
-
-
-class DemoPulses(SourcePlugin):
-    """Synthetic digitizer fragments: random single-fragment pulses in 494 channels."""
-
-    provides = ("raw_records",)
-    compressor = "lz4"
-    rechunk_on_save = False
-    options = (
-        Option("run_start_ns", 0, "run start", track=False),
-        Option("n_chunks", 5, "chunks of 1 s", track=False),
-        Option("pulses_per_chunk", 20_000, "fragments per chunk", track=False),
-    )
-
-    def infer_dtype(self) -> np.dtype[Any]:
-        return raw_record_dtype()
-
-    def _make(self, chunk_i: int) -> np.ndarray:
-        rng = np.random.default_rng(chunk_i)
-        n = self.config["pulses_per_chunk"]
-        start = self.config["run_start_ns"] + chunk_i * CHUNK_NS
-        data = np.zeros(n, raw_record_dtype())
-        data["time"] = np.sort(rng.integers(start, start + CHUNK_NS - 2000, n)) // 10 * 10
-        data["length"] = data["pulse_length"] = 110
-        data["dt"] = 10
-        data["channel"] = rng.integers(0, 494, n)
-        data["data"] = rng.normal(16000, 3, (n, 110)).astype(np.int16)
-        return data
-
-    async def stream(self, run_in_pool: RunInPool) -> AsyncIterator[dict[str, Chunk]]:
-        """One chunk per second of run time, generated in the pool."""
-        for chunk_i in range(self.config["n_chunks"]):
-            data = await run_in_pool(self._make, chunk_i)
-            start = self.config["run_start_ns"] + chunk_i * CHUNK_NS
-            yield {
-                "raw_records": Chunk(
-                    "raw_records",
-                    "raw_records",
-                    run_id_of(RUN_NUMBER),
-                    start,
-                    start + CHUNK_NS,
-                    data,
-                )
-            }
+RUNS_DB, DAQ_DB = "xenonnt", "daq"
 
 
 @contextmanager
@@ -95,22 +41,11 @@ def local_database(data_dir: Path) -> Iterator[str]:
     config = data_dir.parent / "secantusd.toml"
     config.write_text("# demo: no settings\n")
     proc = subprocess.Popen(
-        [
-            str(server),
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(data_dir.resolve()),
-            "--log-level",
-            "WARNING",
-        ],
+        [str(server), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+         "--storage-path", str(data_dir.resolve()), "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     try:
         pymongo.MongoClient(uri, serverSelectionTimeoutMS=30_000).admin.command("ping")
@@ -123,87 +58,121 @@ def local_database(data_dir: Path) -> Iterator[str]:
             proc.kill()
 
 
-async def run_demo(uri: str, pre_dir: Path) -> dict[str, Any]:
-    """Insert a run, process it, register it, read it back; return a summary."""
-    log = get_logger()
-    dbs: Databases = open_databases(uri, uri, "xenonnt", "daq")
-    await ensure_indexes(dbs)
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    await dbs.runs.insert_one(
-        {
-            "number": RUN_NUMBER,
-            "name": run_id_of(RUN_NUMBER),
-            "mode": "demo",
-            "detectors": ["tpc"],
-            "start": start,
-            "end": start + dt.timedelta(seconds=5),
-            "data": [],
-            "bootstrax": {},
-        }
-    )
-    await heartbeat(dbs, "demo", "localhost", "busy", config_hash="none")
-    source = DemoPulses({"run_start_ns": int(start.timestamp()) * 10**9})
-    registry = Registry([source])
-    store = FileStore(pre_dir, run_id_of(RUN_NUMBER))
-    with ThreadPoolExecutor(2) as pool:
-        report = await Pipeline(registry, store, run_id_of(RUN_NUMBER), ["raw_records"], pool).run()
-    folder = store.folder("raw_records", registry.lineage_hash("raw_records"))
-    stored = await asyncio.to_thread(open_data, folder)
-    rows = len(await asyncio.to_thread(stored.load_all))
-    await register_data(
-        dbs.runs,
-        RUN_NUMBER,
-        DataEntry(
-            type="raw_records",
-            host="localhost",
-            location=str(folder.resolve()),
-            protocol=FILE_PROTOCOL,
-            meta={
-                "lineage_hash": stored.metadata["lineage_hash"],
-                "lineage": stored.metadata["lineage"],
-            },
-        ),
-    )
-    await log_to_daq(
-        dbs, f"demo run {RUN_NUMBER} processed", level="info", user="demo", run_number=RUN_NUMBER
-    )
-    await heartbeat(dbs, "demo", "localhost", "idle", config_hash="none")
-    log.info("demo_done", rows=rows, wall_s=round(report.wall_s, 2))
-    await dbs.close()
-    return {
-        "folder": folder.resolve(),
-        "rows": rows,
-        "chunks": stored.n_chunks,
-        "mb": report.types["raw_records"].nbytes / 1e6,
-        "wall_s": report.wall_s,
+def _daemon(
+    module: str, args: Sequence[str], env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", f"straxd.daemons.{module}", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_for_run(
+    runs: pymongo.collection.Collection[dict[str, Any]], writer: subprocess.Popen[bytes]
+) -> None:
+    """Until fakedaq has inserted the run document (or died trying)."""
+    deadline = time.monotonic() + 120
+    while runs.count_documents({"number": RUN_NUMBER}) == 0:
+        if writer.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("fakedaq did not start the run; see .demo/logs/fakedaq.log")
+        time.sleep(0.2)
+
+
+def _rows(location: str) -> int:
+    folder = Path(location)
+    metadata = json.loads(next(folder.glob("*-metadata.json")).read_text())
+    return sum(int(c.get("n", 0)) for c in metadata["chunks"])
+
+
+def run_demo(uri: str, seconds: float, rate_mbs: float) -> dict[str, Any]:
+    """fakedaq writes a realtime run while bootstrax processes it; the final run document."""
+    env = {
+        **os.environ,
+        "STRAXD_MONGO_URI": uri,
+        "STRAXD_RUNS_DB": RUNS_DB,
+        "STRAXD_DAQ_DB": DAQ_DB,
+        "STRAXD_LIVE_DIR": str((DEMO_DIR / "live_data").resolve()),
+        "STRAXD_PRE_DIR": str((DEMO_DIR / "pre_processed").resolve()),
+        "STRAXD_STATE_DIR": str((DEMO_DIR / "state").resolve()),
+        "STRAXD_HOST": "demo-eb",
     }
+    logs = DEMO_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, tz_aware=True)
+    runs = client[RUNS_DB]["runs"]
+    writer = _daemon(
+        "fakedaq",
+        ["--run", str(RUN_NUMBER), "--duration-s", str(seconds), "--rate-mbs", str(rate_mbs),
+         "--realtime", "--seed", "7"],
+        env,
+        logs / "fakedaq.log",
+    )  # fmt: skip
+    bootstrax = None
+    try:
+        _wait_for_run(runs, writer)
+        print(f"fakedaq is taking run {RUN_NUMBER:06d} ({seconds:.0f} s at {rate_mbs:.0f} MB/s)")
+        bootstrax = _daemon(
+            "bootstrax", ["--production", "--once", "--cores", "2"], env, logs / "bootstrax.log"
+        )
+        print("bootstrax is processing it live ...")
+        writer_code, bootstrax_code = writer.wait(), bootstrax.wait()
+        if writer_code or bootstrax_code:
+            raise SystemExit(
+                f"fakedaq exited {writer_code}, bootstrax {bootstrax_code}; see {logs.resolve()}"
+            )
+        document = runs.find_one({"number": RUN_NUMBER})
+        assert document is not None
+        return document
+    finally:
+        for proc in (writer, bootstrax):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
+        client.close()
 
 
-def main() -> int:
-    """Entry point of ``make demo``."""
-    configure_logging("demo", "localhost")
-    if DEMO_DIR.exists():
-        shutil.rmtree(DEMO_DIR)
-    (DEMO_DIR / "mongo").mkdir(parents=True)
-    pre_dir = DEMO_DIR / "pre_processed"
-    with local_database(DEMO_DIR / "mongo") as uri:
-        summary = asyncio.run(run_demo(uri, pre_dir))
+def report(document: dict[str, Any]) -> None:
+    """The run's final state, its data types with row counts, the event count, the places."""
+    bx = document.get("bootstrax") or {}
+    entries = [e for e in document.get("data", []) if e.get("type") != "live"]
     print()
     print("straxd demo finished")
     print(
-        f"  run 000001: {summary['rows']} raw_records rows ({summary['mb']:.0f} MB) in "
-        f"{summary['chunks']} chunks, written in {summary['wall_s']:.1f} s"
+        f"  run {RUN_NUMBER:06d}: bootstrax.state={bx.get('state')} status={document.get('status')}"
     )
-    print(f"  data:      {summary['folder']}")
-    print(
-        f'  load it:   {sys.executable} -c "import strax; print(len(strax.io.dry_load_files('
-        f"'{summary['folder']}')))\""
-    )
-    print(
-        f"  database:  {DEMO_DIR.resolve() / 'mongo'} (run document with its data entry, "
-        "daq.log, daq.straxd_status)"
-    )
-    return 0
+    print(f"  processed by {bx.get('host')} from {bx.get('started_processing')} "
+          f"to {bx.get('finished_processing')}")  # fmt: skip
+    counts = {e["type"]: _rows(e["location"]) for e in sorted(entries, key=lambda e: e["type"])}
+    for data_type, rows in counts.items():
+        print(f"    {data_type:<24} {rows:>9} rows")
+    print(f"  events: {counts.get('event_info', 0)}")
+    folder = next((e["location"] for e in entries if e["type"] == "event_info"), None)
+    print(f"  data:      {Path(entries[0]['location']).parent if entries else 'none'}")
+    if folder:
+        print(f'  load it:   {sys.executable} -c "import strax; '
+              f"print(len(strax.io.dry_load_files('{folder}')))\"")  # fmt: skip
+    print(f"  logs:      {(DEMO_DIR / 'logs').resolve()} (daemons), "
+          f"{(DEMO_DIR / 'state' / 'runs').resolve()} (per-run child logs)")  # fmt: skip
+    print(f"  database:  {(DEMO_DIR / 'mongo').resolve()} (runs, online_monitor, daq.log, "
+          "daq.straxd_status, daq.eb_monitor)")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``make demo``."""
+    parser = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="run length (default 20)")
+    parser.add_argument("--rate-mbs", type=float, default=10.0, help="data rate (default 10)")
+    args = parser.parse_args(argv)
+    if DEMO_DIR.exists():
+        shutil.rmtree(DEMO_DIR)
+    (DEMO_DIR / "mongo").mkdir(parents=True)
+    with local_database(DEMO_DIR / "mongo") as uri:
+        document = run_demo(uri, args.seconds, args.rate_mbs)
+    report(document)
+    return 0 if (document.get("bootstrax") or {}).get("state") == "done" else 1
 
 
 if __name__ == "__main__":

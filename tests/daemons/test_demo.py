@@ -1,4 +1,4 @@
-"""make demo's driver, run as a process: it ends cleanly and leaves data strax can load."""
+"""make demo's driver, run as a process: a live run through bootstrax, data strax can load."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ import strax
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    """The demo exits 0, prints the data folder, strax loads it, and no server is left over."""
+    """The demo exits 0, the run is done, event_info loads with its printed count, no leftovers."""
     done = subprocess.run(
-        [sys.executable, "-m", "straxd.daemons.demo"],
+        [sys.executable, "-m", "straxd.daemons.demo", "--seconds", "8", "--rate-mbs", "6"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
-    assert done.returncode == 0, done.stderr
-    folder = Path(re.search(r"data:\s+(\S+)", done.stdout).group(1))
-    rows = re.search(r"(\d+) raw_records rows", done.stdout).group(1)
-    assert len(strax.io.dry_load_files(str(folder))) == int(rows)
-    leftover = subprocess.run(["pgrep", "-f", f"{tmp_path}/.demo/mongo"], capture_output=True)
-    assert leftover.returncode == 1  # no server process still running
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bootstrax.state=done status=eb_finished_pre" in done.stdout
+    events = int(re.search(r"events: (\d+)", done.stdout).group(1))
+    folder = re.search(r"dry_load_files\('(\S+)'\)", done.stdout).group(1)
+    assert len(strax.io.dry_load_files(folder)) == events > 0
+    rows = dict(re.findall(r"^\s+(\w+)\s+(\d+) rows$", done.stdout, re.MULTILINE))
+    assert int(rows["event_info"]) == events and int(rows["raw_records"]) > 0
+    leftover = subprocess.run(["pgrep", "-f", f"{tmp_path}/.demo"], capture_output=True)
+    assert leftover.returncode == 1  # no server or daemon still running
