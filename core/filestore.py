@@ -54,8 +54,10 @@ class FileStore:
         extra_metadata: dict[str, Any] | None = None,
         fsync: bool = True,
         max_chunk_mb: float | None = LIVE_MAX_CHUNK_MB,
+        compressors: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.compressors = compressors or {}
         self.max_chunk_mb = max_chunk_mb
         self.run_id = run_id
         self.overwrite = overwrite
@@ -78,14 +80,14 @@ class FileStore:
             yield await asyncio.to_thread(stored.load_chunk, chunk_i)
 
     def open_sink(self, plugin: Plugin, data_type: str, registry: Registry) -> FileSink:
-        """A sink writing ``data_type`` with the plugin's compressor and chunk target."""
+        """A sink writing ``data_type`` with its compressor (the plugin's unless overridden)."""
         key = DataKey(self.run_id, data_type, registry.lineage(data_type))
         writer = ChunkWriter(
             self.root,
             key,
             plugin.dtype_of(data_type),
             plugin.kind_of(data_type),
-            plugin.compressor,
+            self.compressors.get(data_type, plugin.compressor),
             chunk_target_size_mb=plugin.chunk_target_size_mb,
             extra_metadata=self.extra_metadata,
             overwrite=self.overwrite,

@@ -99,6 +99,7 @@ class Pipeline:
         executor: Executor,
         *,
         on_chunk: ProgressCallback | None = None,
+        queue_depth: int = QUEUE_DEPTH,
     ) -> None:
         if not targets:
             raise ConfigInvalid("no targets given")
@@ -108,6 +109,7 @@ class Pipeline:
         self.targets = tuple(targets)
         self.executor = executor
         self.on_chunk = on_chunk
+        self.queue_depth = max(1, queue_depth)
         self._queues: dict[str, list[asyncio.Queue[Chunk | None]]] = {}
         self.report = PipelineReport(run_id=run_id, targets=self.targets)
         self.plan = self._make_plan()
@@ -167,7 +169,7 @@ class Pipeline:
         """Run every task to completion; the first failure cancels the rest and propagates."""
         started = time.monotonic()
         for data_type, count in self.plan.consumers.items():
-            self._queues[data_type] = [asyncio.Queue(QUEUE_DEPTH) for _ in range(count)]
+            self._queues[data_type] = [asyncio.Queue(self.queue_depth) for _ in range(count)]
         self._claimed: dict[str, int] = {}
         # Open every output first, so that whatever fails later, each one gets closed.
         sinks: dict[str, ChunkSink] = {}

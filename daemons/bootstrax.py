@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from straxd.core.context import PLUGIN_CLASSES
+from straxd.core.bootstrax_config import provided_types
 from straxd.core.daqlog_mirror import DaqLogMirror
 from straxd.core.errors import StraxdError
 from straxd.core.lifecycle import EXIT_USAGE, serve
@@ -30,20 +30,7 @@ from straxd.daemons.bootstrax_loop import Bootstrax
 CLOSE_TIMEOUT_S = 10.0
 DEFAULT_TARGETS = ("event_info", "online_peak_monitor")
 # The original's flags that have no effect in straxd (yet); accepted so its command lines work.
-NO_EFFECT_FLAGS = (
-    "--profile",
-    "--processor",
-    "--max_messages",
-    "--infer_mode",
-    "--fix_resources",
-    "--fix_target",
-    "--post_process",
-)
-
-
-def provided_types() -> set[str]:
-    """Every data type straxd can make."""
-    return {t for cls in PLUGIN_CLASSES for t in cls.provides}
+NO_EFFECT_FLAGS = ("--profile", "--processor")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -70,6 +57,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=8,
         help="processing threads of the child; -1 means every CPU this process may use",
+    )
+    parser.add_argument(
+        "--post_process",
+        nargs="*",
+        default=[],
+        help="more data types to make for each run (made with the targets, in the same child)",
+    )
+    parser.add_argument(
+        "--fix_target",
+        action="store_true",
+        help="make exactly --targets and --post_process (no mode, detector or failure rules)",
+    )
+    parser.add_argument(
+        "--infer_mode",
+        action="store_true",
+        help="choose cores, chunks in flight and input timeout from the run's data rate",
+    )
+    parser.add_argument(
+        "--fix_resources",
+        action="store_true",
+        help="do not reduce resources (or switch compressor) after failures",
+    )
+    parser.add_argument(
+        "--max_messages",
+        type=int,
+        default=2,
+        help="chunks in flight per data type when not inferred (default 2)",
     )
     parser.add_argument(
         "--delete_live",
@@ -115,14 +129,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for flag in NO_EFFECT_FLAGS:
         parser.add_argument(flag, nargs="*", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.targets) - provided_types())
-    if unknown:
-        parser.error(
-            f"--targets {unknown} are not data types straxd provides; "
-            f"choose from {sorted(provided_types())}"
-        )
-    if len(set(args.targets)) != len(args.targets):
-        parser.error(f"--targets lists a type twice: {args.targets}")
+    for name in ("targets", "post_process"):
+        listed = getattr(args, name)
+        unknown = sorted(set(listed) - provided_types())
+        if unknown:
+            parser.error(
+                f"--{name} {unknown} are not data types straxd provides; "
+                f"choose from {sorted(provided_types())}"
+            )
+        if len(set(listed)) != len(listed):
+            parser.error(f"--{name} lists a type twice: {listed}")
+    if args.max_messages < 1:
+        parser.error("--max_messages must be at least 1")
     for name in ("fail", "abandon"):
         value = getattr(args, name)
         if value is not None:

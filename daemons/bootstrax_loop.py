@@ -34,7 +34,8 @@ from straxd.daemons.bootstrax_manual import (
     manual_abandon,
     manual_fail,
 )
-from straxd.daemons.bootstrax_run import Outcome, RunOptions, RunWork, fail_run
+from straxd.daemons.bootstrax_run import RunWork, fail_run
+from straxd.daemons.bootstrax_types import Outcome, RunOptions
 
 _HOLD = {"tags.name": {"$ne": "hold-processing"}}
 _UNDYING_WAIT_S = 60.0
@@ -67,7 +68,12 @@ class Bootstrax:
             pre_dir=settings.pre_dir if args.production else args.test_output,
             state_dir=settings.state_dir,
             targets=tuple(args.targets),
+            post_process=tuple(args.post_process),
             workers=args.workers,
+            max_messages=args.max_messages,
+            fix_target=args.fix_target,
+            fix_resources=args.fix_resources,
+            infer_mode=args.infer_mode,
             production=args.production,
             delete_live=args.delete_live and args.production,
             ignore_checks=args.ignore_checks,

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import enum
 import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,79 +24,29 @@ from straxd.core.bootstrax_config import BootstraxConfig
 from straxd.core.child import ChildProcess, newest_mtime
 from straxd.core.db import Databases, utcnow
 from straxd.core.errors import LeaseLost, StraxdError
-from straxd.core.faults import fault_point
 from straxd.core.finish import (
     WORK_DIRNAME,
     CheckFailed,
     Output,
     check_outputs,
     collect_outputs,
-    count_live_fragments,
-    count_raw_rows,
-    data_entry,
-    move_outputs,
     remove_tree,
     work_dir,
 )
-from straxd.core.leases import Lease, fenced_update, release, still_owned
+from straxd.core.leases import Lease, fenced_update, release
 from straxd.core.lifecycle import wait_for_stop
 from straxd.core.logging import get_logger
-from straxd.core.online_store import publish, remove_run
-from straxd.core.rundoc import RunDoc, move_to_deleted, parse_run_doc, write_run_doc
+from straxd.core.online_store import remove_run
+from straxd.core.rundoc import RunDoc, parse_run_doc, write_run_doc
+from straxd.daemons.bootstrax_finish import FinishSteps
+from straxd.daemons.bootstrax_plan import RunPlan, plan_run
 from straxd.daemons.bootstrax_prepare import RunFailed, clean_host_data, live_location
+from straxd.daemons.bootstrax_types import Outcome, Progress, RunOptions
 
-ONLINE_MONITOR_TYPES = ("online_peak_monitor", "event_basics")
 _END_WAIT_S = 120.0  # the dispatcher sets ``end`` shortly after the readers finish
 
 
-class Outcome(enum.Enum):
-    """How the work on one run ended."""
-
-    DONE = "done"
-    FAILED = "failed"
-    HANDED_BACK = "handed_back"
-    LOST = "lost"
-
-
-@dataclass
-class RunOptions:
-    """What bootstrax was told to do with each run (from its command line)."""
-
-    host: str
-    pre_dir: Path
-    state_dir: Path
-    targets: tuple[str, ...]
-    workers: int
-    production: bool = True
-    delete_live: bool = False
-    ignore_checks: bool = False
-    live_root: Path | None = None  # where live_data may be deleted (resolved paths only)
-
-
-@dataclass
-class Progress:
-    """What the heartbeat reports about the run in hand."""
-
-    run_id: str | None = None
-    phase: str | None = None
-    fraction: float | None = None
-    raw_mb: float = 0.0
-    child_pid: int | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    def as_fields(self) -> dict[str, Any]:
-        """Heartbeat fields."""
-        return {
-            "run_id": self.run_id,
-            "phase": self.phase,
-            "progress": self.fraction,
-            "raw_mb": round(self.raw_mb, 1),
-            "child_pid": self.child_pid,
-            **self.fields,
-        }
-
-
-class RunWork:
+class RunWork(FinishSteps):
     """Everything bootstrax does with one claimed run."""
 
     def __init__(
@@ -121,6 +69,7 @@ class RunWork:
         self.progress = Progress(run_id=self.run_id, phase="preparing")
         self.log = get_logger(run_id=self.run_id, epoch=self.epoch)
         self.child: ChildProcess | None = None
+        self.plan: RunPlan | None = None
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------ entry point
@@ -151,6 +100,8 @@ class RunWork:
         await self._phase("preparing")
         live_dir = live_location(run)
         await self._prepare(run)
+        self.plan = await plan_run(self.dbs, run, self.options, self.config, self.stop)
+        self.progress.fields.update(self.plan.as_fields())
         code = await self._process(run, live_dir)
         if code is None:
             return await self._interrupted()
@@ -201,13 +152,17 @@ class RunWork:
         return await self._supervise(run)
 
     def _child_argv(self, snapshot: Path) -> list[str]:
+        assert self.plan is not None
+        resources = self.plan.resources
         return [
             sys.executable,
             *("-m", "straxd.daemons.straxer", self.run_id),
-            *("--target", *self.options.targets),
+            *("--target", *self.plan.targets),
             *("--output", str(self.work)),
-            *("--workers", str(self.options.workers)),
-            *("--timeout", str(self.config.input_timeout_s)),
+            *("--workers", str(resources.cores)),
+            *("--max_messages", str(resources.max_messages)),
+            *("--records_compressor", resources.records_compressor),
+            *("--timeout", str(resources.timeout_s)),
             *("--run-doc", str(snapshot)),
             "--supervised",
         ]
@@ -313,99 +268,6 @@ class RunWork:
         except CheckFailed as err:
             raise RunFailed(str(err)) from None
         return outputs
-
-    # ------------------------------------------------------------------ finish
-    async def _finish(self, run: RunDoc, outputs: list[Output], live_dir: Path) -> Outcome:
-        if self.lease is None:  # test mode: keep the output, register nothing
-            moved = await asyncio.to_thread(move_outputs, outputs, self.options.pre_dir)
-            self.log.info("run_done", mode="test", folders=[str(p) for p in moved])
-            await asyncio.to_thread(remove_tree, self.work)
-            return Outcome.DONE
-        await self._phase("finishing")
-        fault_point("bootstrax_before_move")
-        if not await still_owned(self.dbs.runs, self.lease):
-            raise LeaseLost(f"run {self.number}: taken over before the output was moved")
-        moved = await asyncio.to_thread(move_outputs, outputs, self.options.pre_dir)
-        fault_point("bootstrax_after_move")
-        entries = [
-            data_entry(o, self.options.host, final).model_dump(exclude_none=True)
-            for o, final in zip(outputs, moved, strict=True)
-        ]
-        await self._publish_online(moved)
-        fault_point("bootstrax_after_online_monitor")
-        await self._register(run, entries)
-        fault_point("bootstrax_after_register")
-        await asyncio.to_thread(remove_tree, self.work)
-        if self.options.delete_live:
-            await self._delete_live(live_dir, moved)
-        self.log.info(
-            "run_done",
-            types={e["type"]: e["location"] for e in entries},
-            wall_s=round(time.monotonic() - self.started, 1),
-        )
-        return Outcome.DONE
-
-    async def _publish_online(self, folders: list[Path]) -> None:
-        assert self.lease is not None
-        if not await still_owned(self.dbs.runs, self.lease):
-            raise LeaseLost(f"run {self.number}: taken over before the online monitor upload")
-        for folder in folders:
-            if folder.name.split("-")[1] in ONLINE_MONITOR_TYPES:
-                n = await publish(self.dbs.online_monitor, folder, self.number)
-                self.log.info("online_monitor_published", folder=folder.name, documents=n)
-
-    async def _register(self, run: RunDoc, entries: list[dict[str, Any]]) -> None:
-        """One atomic, fenced update: the data entries, ``done`` and the status."""
-        assert self.lease is not None
-        now = utcnow()
-        done = {
-            "bootstrax.state": "done",
-            "bootstrax.phase": "done",
-            "bootstrax.time": now,
-            "bootstrax.finished_processing": now,
-            "bootstrax.lease_until": None,
-        }
-        update = {"$push": {"data": {"$each": entries}}, "$set": done}
-        with_status = {"$push": update["$push"], "$set": {**done, "status": "eb_finished_pre"}}
-        result = await self.dbs.runs.update_one(
-            {**self.lease.fence(), "status": {"$in": [None, "needs_upload"]}}, with_status
-        )
-        if result.matched_count:
-            return
-        await fenced_update(self.dbs.runs, self.lease, update)
-        current = await self.dbs.runs.find_one({"number": self.number}, {"status": 1})
-        status = (current or {}).get("status")
-        level = "info" if status == "eb_finished_pre" else "warning"
-        getattr(self.log, level)("status_unchanged", status=status, note="run done, status kept")
-
-    async def _delete_live(self, live_dir: Path, folders: list[Path]) -> None:
-        """Delete live_data once the stored raw data holds every fragment of it."""
-        root = await asyncio.to_thread((self.options.live_root or live_dir.parent).resolve)
-        if not (await asyncio.to_thread(live_dir.resolve)).is_relative_to(root):
-            self.log.error("live_data_outside_root", path=str(live_dir), root=str(root))
-            return
-        daq = parse_run_doc(self.raw_document).daq_config
-        assert daq is not None
-        fragment_bytes = 24 + daq.strax_fragment_payload_bytes
-        fragments = await asyncio.to_thread(
-            count_live_fragments, live_dir, fragment_bytes, daq.compressor
-        )
-        rows = await asyncio.to_thread(count_raw_rows, folders)
-        if fragments != rows:
-            self.log.warning("live_data_kept", fragments=fragments, stored_rows=rows)
-            return
-        await move_to_deleted(
-            self.dbs.runs,
-            self.number,
-            "live",
-            "daq",
-            self.options.host,
-            "bootstrax delete_live",
-            self.lease.fence() if self.lease else None,
-        )
-        fault_point("bootstrax_after_live_recorded")
-        await asyncio.to_thread(remove_tree, live_dir)
-        self.log.info("live_data_deleted", path=str(live_dir), fragments=fragments)
 
     # ------------------------------------------------------------------ other endings
     async def _interrupted(self) -> Outcome:

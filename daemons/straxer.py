@@ -27,17 +27,19 @@ from straxd.core.errors import ConfigInvalid, StraxdError
 from straxd.core.filestore import FileStore
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
-from straxd.core.pipeline import Pipeline, PipelineReport
+from straxd.core.pipeline import QUEUE_DEPTH, Pipeline, PipelineReport
 from straxd.core.rundoc import parse_run, read_run_doc, run_id_of
 from straxd.core.settings import Settings, load_settings
 
+COMPRESSORS = ("zstd", "lz4", "blosc", "bz2")
+# The types the original's records_compressor applied to (of those straxd makes).
+RECORDS_TYPES = ("raw_records", "records")
 # Flags of the original straxer that mean nothing here; accepted so old command lines work.
 IGNORED_FLAGS = (
     "--package",
     "--context",
     "--context_kwargs",
     "--register_from_file",
-    "--max_messages",
     "--notlazy",
     "--multiprocess",
     "--shm",
@@ -80,6 +82,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="threads for processing")
     parser.add_argument(
+        "--max_messages",
+        type=int,
+        default=QUEUE_DEPTH,
+        help=f"chunks in flight per data type and consumer (default {QUEUE_DEPTH})",
+    )
+    parser.add_argument(
+        "--records_compressor",
+        choices=COMPRESSORS,
+        default=None,
+        help="compressor of raw_records and records (default: each plugin's own)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -112,6 +126,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.config_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.max_messages < 1:
+        parser.error("--max_messages must be at least 1")
     args.ignored = [f for f in IGNORED_FLAGS if getattr(args, f.lstrip("-")) is not None]
     return args
 
@@ -182,8 +198,14 @@ async def process(args: argparse.Namespace, settings: Settings) -> int:
     if args.timeout is not None:
         config["input_timeout_s"] = args.timeout
     registry = build_registry(document, settings.live_dir, config)
+    compressors = (
+        dict.fromkeys(RECORDS_TYPES, args.records_compressor) if args.records_compressor else {}
+    )
     store = FileStore(
-        args.output, run_id_of(number), overwrite="always" if args.from_scratch else "if_broken"
+        args.output,
+        run_id_of(number),
+        overwrite="always" if args.from_scratch else "if_broken",
+        compressors=compressors,
     )
     with ThreadPoolExecutor(args.workers) as pool:
         pipeline = Pipeline(
@@ -192,6 +214,7 @@ async def process(args: argparse.Namespace, settings: Settings) -> int:
             run_id_of(number),
             args.target,
             pool,
+            queue_depth=args.max_messages,
             on_chunk=Progress(
                 int(document["start"].timestamp()) * 10**9, _end_ns(document), sys.stderr.isatty()
             ),

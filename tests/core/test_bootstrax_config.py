@@ -52,12 +52,42 @@ class TestValidation:
                 {"name": "bootstrax_config", **document}, BootstraxConfig, LEGACY_KEYS
             )
 
-    def test_original_keys_ignored(self) -> None:
-        """The original's AmBe tables are accepted and reported as ignored."""
+    def test_original_ambe_document(self) -> None:
+        """The original's document (AmBe split per host) is valid as it is."""
         loaded = validate_document(
-            {"name": "bootstrax_config", "ambe_modes": {}, "lease_s": 60.0},
+            {
+                "name": "bootstrax_config",
+                "ambe_modes": {"eb3": "peaklets_only", "eb4": "default"},
+                "modes_definitions": {
+                    "peaklets_only": {"targets": ["peaklets"], "post_process": ["raw_records"]}
+                },
+            },
             BootstraxConfig,
             LEGACY_KEYS,
         )
-        assert loaded.ignored_keys == ("ambe_modes",)
-        assert loaded.config.lease_s == 60.0
+        rules = loaded.config.target_rules()
+        assert rules.modes_definitions["peaklets_only"].targets == ("peaklets",)
+
+    @pytest.mark.parametrize(
+        ("document", "message"),
+        [
+            ({"modes_definitions": {"x": {"targets": ["led_calibration"]}}}, "not data types"),
+            ({"modes_definitions": {"x": {"targets": ["peaklets", "peaklets"]}}}, "twice"),
+            ({"ambe_modes": {"eb3": "missing"}}, "modes_definitions lacks"),
+            ({"kr83m_extra_targets": ["event_info_double"]}, "not data types"),
+            ({"host_roles": {"eb2": "sometimes"}}, "host_roles"),
+            ({"resource_table": [{"rate_mbs": 10, "cores_new": 1}]}, "resource_table"),
+            ({"resource_table": []}, "resource_table"),
+            ({"remove_target_after_fails": {"event*": "two"}}, "remove_target_after_fails"),
+        ],
+    )
+    def test_bad_policy_rejected(self, document: dict[str, object], message: str) -> None:
+        """Unknown or duplicate types and inconsistent tables reject the whole document."""
+        with pytest.raises(ConfigInvalid, match=message):
+            validate_document({"name": "bootstrax_config", **document}, BootstraxConfig)
+
+    def test_roles(self) -> None:
+        config = BootstraxConfig(host_roles={"eb0": "helper", "eb2.xenon.local": "never"})
+        assert config.role_of("eb0.xenon.local") == "helper"
+        assert config.role_of("eb2.xenon.local") == "never"
+        assert config.role_of("eb4.xenon.local") == "process"

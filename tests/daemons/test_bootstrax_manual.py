@@ -83,10 +83,11 @@ class TestCommandLine:
     def test_original_recommended_command_line(self, daq: Daq) -> None:
         """The original's flags are accepted; those without effect are named in a warning."""
         done = daq.bootstrax(
-            "eb1", "--production", "--infer_mode", "--delete_live", "--undying", "--once"
-        )
+            "eb1", "--production", "--infer_mode", "--delete_live", "--undying", "--once",
+            "--processor", "threaded_mailbox",
+        )  # fmt: skip
         assert done.returncode == 0, done.stdout
-        assert '"flags_without_effect"' in done.stdout and "--infer_mode" in done.stdout
+        assert '"flags_without_effect"' in done.stdout and "--processor" in done.stdout
 
     @pytest.mark.parametrize(
         ("args", "message"),
