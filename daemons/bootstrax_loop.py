@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import time
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from straxd.core.bootstrax_config import LEGACY_KEYS, BootstraxConfig
-from straxd.core.config_docs import ConfigSource, config_diff, config_hash, watch_config
-from straxd.core.daqlog import heartbeat
+from straxd.core.config_docs import ConfigSource, config_diff, config_hash
 from straxd.core.daqlog_mirror import DaqLogMirror
 from straxd.core.db import ensure_indexes, open_databases, utcnow
 from straxd.core.errors import StraxdError
 from straxd.core.finish import remove_tree, stale_work_dirs
-from straxd.core.leases import Lease, claim, fenced_update, renew
+from straxd.core.leases import Lease, claim, fenced_update
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, wait_for_stop
 from straxd.core.logging import get_logger
 from straxd.core.settings import Settings
-from straxd.core.versions import straxd_version
+from straxd.daemons.bootstrax_background import BackgroundTasks
+from straxd.daemons.bootstrax_housekeeping import (
+    DEAD_STATE,
+    check_disk,
+    mark_dead_hosts,
+    may_take_new_runs,
+    sweep_runs,
+)
 from straxd.daemons.bootstrax_manual import (
     Refused,
     claim_for_process,
@@ -41,7 +46,7 @@ _HOLD = {"tags.name": {"$ne": "hold-processing"}}
 _UNDYING_WAIT_S = 60.0
 
 
-class Bootstrax:
+class Bootstrax(BackgroundTasks):
     """One bootstrax process."""
 
     def __init__(
@@ -63,6 +68,9 @@ class Bootstrax:
         self.halt = asyncio.Event()  # ends the background tasks once the work loop is done
         self.lease_lost = asyncio.Event()
         self.failed_runs = 0
+        self.next_cleanup = 0.0
+        self.disk: dict[str, float] = {}
+        self.disk_full_logged = False
         self.options = RunOptions(
             host=self.host,
             pre_dir=settings.pre_dir if args.production else args.test_output,
@@ -145,6 +153,7 @@ class Bootstrax:
         if ignored:
             self.log.warning("config_keys_ignored", keys=list(ignored))
         self.log.info("config_applied", hash=config_hash(config), diff=diff or None)
+        self.wake.set()  # waits (for work, for disk space) look again under the new config
 
     # ------------------------------------------------------------------ the loop
     async def _loop(self, stop: asyncio.Event) -> int:
@@ -154,7 +163,17 @@ class Bootstrax:
         for folder in await asyncio.to_thread(stale_work_dirs, self.options.pre_dir, self.host):
             self.log.info("stale_work_removed", folder=str(folder))
             await asyncio.to_thread(remove_tree, folder)
+        disk_wait_started: float | None = None
         while not stop.is_set():
+            if self.args.production and not await self._disk_ok():
+                disk_wait_started = disk_wait_started or time.monotonic()
+                if time.monotonic() - disk_wait_started > self.config.disk_max_wait_s:
+                    self.state = DEAD_STATE
+                    self.log.error("disk_full_gave_up", waited_s=self.config.disk_max_wait_s)
+                    return EXIT_FAILED
+                await self._wait_for_work(stop, self.config.disk_check_interval_s)
+                continue
+            disk_wait_started = None
             self.state = "busy"
             try:
                 got = await self._claim_next(seen)
@@ -167,19 +186,53 @@ class Bootstrax:
             if got is not None:
                 await self._work_on(*got, stop)
                 continue
+            if self.args.production:
+                await self._housekeeping()
             if self.args.once or not self.args.production:
                 break
             self.state = "idle"
-            await self._wait_for_work(stop)
+            await self._wait_for_work(stop, self.config.poll_interval_s)
         return EXIT_FAILED if self.failed_runs else EXIT_OK
 
-    async def _wait_for_work(self, stop: asyncio.Event) -> None:
+    async def _disk_ok(self) -> bool:
+        """Whether the output disk has room; says so once when it has not."""
+        disk = await check_disk(self.options.pre_dir, self.config)
+        self.disk = {"disk_used_percent": disk.used_percent, "disk_free_gb": disk.free_gb}
+        if disk.ok:
+            self.disk_full_logged = False
+            return True
+        self.state = "disk full"
+        if not self.disk_full_logged:
+            self.log.warning(
+                "disk_full_waiting",
+                path=str(self.options.pre_dir),
+                limit_percent=self.config.disk_max_used_percent,
+                min_free_gb=self.config.disk_min_free_gb,
+                **self.disk,
+            )
+            self.disk_full_logged = True
+        return False
+
+    async def _housekeeping(self) -> None:
+        """The cleanup sweep, at most every ``cleanup_interval_s``."""
+        if time.monotonic() < self.next_cleanup:
+            return
+        self.next_cleanup = time.monotonic() + self.config.cleanup_interval_s
+        try:
+            await mark_dead_hosts(self.dbs, self.config)
+            counts = await sweep_runs(self.dbs, self.config, self.host)
+        except PyMongoError as err:
+            self.log.warning("cleanup_failed", error=str(err)[:200])
+            return
+        if any(counts.values()):
+            self.log.info("cleanup_done", **counts)
+
+    async def _wait_for_work(self, stop: asyncio.Event, timeout_s: float) -> None:
+        """Until a change of the runs (or the config), a stop, or ``timeout_s``."""
         self.wake.clear()
         waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
         try:
-            await asyncio.wait(
-                waiters, timeout=self.config.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -193,6 +246,8 @@ class Bootstrax:
             if document is not None:
                 seen.add(int(document["number"]))
             return None if document is None else (document, None)
+        if not await may_take_new_runs(self.dbs, self.config, self.host):
+            return None
         retry: dict[str, Any] = {
             "bootstrax.state": "failed",
             "bootstrax.n_failures": {"$lt": self.config.max_failures},
@@ -293,96 +348,3 @@ class Bootstrax:
             return EXIT_USAGE
         self.log.info("manual_action_done", action=action, run=number, reason=reason)
         return EXIT_OK
-
-    # ------------------------------------------------------------------ background tasks
-    async def _heartbeat_loop(self) -> None:
-        last_history = 0.0
-        while not self.halt.is_set():
-            work = self.work
-            try:
-                if await self._renew(work) is False:
-                    self.log.warning("lease_taken", run_id=work.run_id if work else None)
-                    self.lease_lost.set()
-                history = time.monotonic() - last_history >= self.config.history_interval_s
-                await heartbeat(
-                    self.dbs,
-                    "bootstrax",
-                    self.host,
-                    self.state,
-                    config_hash=config_hash(self.config),
-                    fields=self._status_fields(),
-                    history=history,
-                )
-                if history:
-                    last_history = time.monotonic()
-            except PyMongoError as err:
-                self.log.warning("heartbeat_failed", error=str(err)[:200])
-            await wait_for_stop(self.halt, self.config.heartbeat_interval_s)
-
-    async def _flush_mirror(self) -> None:
-        """Give the daq.log mirror a moment to write what is queued (never more)."""
-        if self.mirror is not None:
-            await self.mirror.flush(timeout_s=5.0)
-
-    async def _final_heartbeat(self) -> None:
-        """Say "stopped" on the way out, so the status does not show a stale "busy"."""
-        self.state = "stopped"
-        with contextlib.suppress(PyMongoError):
-            await heartbeat(
-                self.dbs,
-                "bootstrax",
-                self.host,
-                self.state,
-                config_hash=config_hash(self.config),
-                fields={**self._status_fields(), "run_id": None, "phase": None},
-            )
-
-    async def _renew(self, work: RunWork | None) -> bool | None:
-        """Renew the lease of the run in hand; None when there is nothing to renew."""
-        if work is None or work.lease is None or work.progress.phase in ("done", "failed"):
-            return None
-        return await renew(self.dbs.runs, work.lease, self.config.lease_s)
-
-    def _status_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "targets": list(self.options.targets),
-            "max_cores": self.options.workers,
-            "production_mode": self.args.production,
-            "undying": self.args.undying,
-            "version": straxd_version(),
-        }
-        if self.work is not None:
-            fields.update(self.work.progress.as_fields())
-        else:
-            fields.update(run_id=None, phase=None)
-        return fields
-
-    async def _config_loop(self) -> None:
-        async for event in watch_config(
-            self.source, self.halt, poll_interval_s=self.config.poll_interval_s
-        ):
-            if event.error is not None:
-                self.log.error(
-                    "config_rejected", error=str(event.error), kept=config_hash(self.config)
-                )
-            elif event.loaded is not None and event.loaded.config != self.config:
-                self._apply(event.loaded.config, event.loaded.missing, event.loaded.ignored_keys)
-
-    async def _runs_watcher(self) -> None:
-        """Wake the claim loop on any change of the runs collection (polling covers the rest)."""
-        while not self.halt.is_set():
-            try:
-                async with await self.dbs.runs.watch(
-                    [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
-                ) as stream:
-                    self.log.info("runs_watch_open")
-                    async for _ in stream:
-                        self.wake.set()
-            except PyMongoError as err:
-                self.log.info(
-                    "runs_watch_unavailable",
-                    error=str(err)[:200],
-                    poll_s=self.config.poll_interval_s,
-                )
-            with contextlib.suppress(asyncio.CancelledError):
-                await wait_for_stop(self.halt, self.config.poll_interval_s)

@@ -24,7 +24,13 @@ class Refused(StraxdError):
     """A manual action that would harm a run (processing a done or leased run unforced)."""
 
 
-async def revoke(dbs: Databases, number: int, host: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def revoke(
+    dbs: Databases,
+    number: int,
+    host: str,
+    fields: dict[str, Any],
+    inc: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Take the run from whoever holds it (epoch + 1) and set ``fields`` in the same update."""
     document = await dbs.runs.find_one_and_update(
         {"number": number},
@@ -35,7 +41,10 @@ async def revoke(dbs: Databases, number: int, host: str, fields: dict[str, Any])
                 "bootstrax.time": utcnow(),
                 "bootstrax.lease_until": None,
             },
-            "$inc": {"bootstrax.epoch": 1},
+            "$inc": {
+                "bootstrax.epoch": 1,
+                **{f"bootstrax.{k}": v for k, v in (inc or {}).items()},
+            },
         },
         return_document=ReturnDocument.AFTER,
     )
@@ -95,8 +104,13 @@ async def claim_for_process(
     sub = document.get("bootstrax") or {}
     lease_until = sub.get("lease_until")
     leased = lease_until is not None and lease_until > utcnow()
-    if not force and (sub.get("state") == "done" or leased):
-        what = "done" if sub.get("state") == "done" else f"leased by {sub.get('host')}"
+    held = any(t.get("name") == "hold-processing" for t in document.get("tags") or [])
+    if not force and (sub.get("state") == "done" or leased or held):
+        what = (
+            "done" if sub.get("state") == "done"
+            else f"leased by {sub.get('host')}" if leased
+            else "tagged hold-processing"
+        )  # fmt: skip
         raise Refused(f"run {number} is {what}; pass --force to process it anyway")
     if leased or sub.get("state") == "done":
         await revoke(dbs, number, host, {"state": None, "phase": "forced"})
