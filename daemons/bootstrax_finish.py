@@ -66,9 +66,10 @@ class FinishSteps:
         ]
         await self._publish_online(moved)
         fault_point("bootstrax_after_online_monitor")
+        # Only the run-document snapshot is left in the work folder: gone before ``done`` shows.
+        await asyncio.to_thread(remove_tree, self.work)
         await self._register(run, entries)
         fault_point("bootstrax_after_register")
-        await asyncio.to_thread(remove_tree, self.work)
         if self.options.delete_live:
             await self._delete_live(live_dir, moved)
         self.log.info(

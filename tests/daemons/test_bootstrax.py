@@ -74,9 +74,10 @@ class TestLive:
         daq.wait_state(1, "done", timeout_s=180)
         lag_s = (daq.bx(1)["finished_processing"] - ended).total_seconds()
         print(f"run end to done: {lag_s:.1f} s")
+        # live_data goes after done, once the stored raw data is shown to hold all of it
+        wait_for("live_data deleted", lambda: not (daq.live / "000001").exists(), 120)
         check_consistent(daq, 1, "eb1")
         run = daq.run(1)
-        assert not (daq.live / "000001").exists()
         assert [d["type"] for d in run["deleted_data"]] == ["live"]
         assert "live" not in {e["type"] for e in run["data"]}
         events = strax.io.dry_load_files(
