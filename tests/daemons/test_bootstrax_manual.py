@@ -42,6 +42,11 @@ class TestManual:
         writer = daq.fakedaq_live(41, seconds=20, rate=4)
         host = daq.host("eb1")
         child = wait_for("child", lambda: (daq.status("eb1") or {}).get("child_pid"), 60)
+        status = daq.status("eb1")
+        assert status["run_id"] == "000041" and status["phase"] == "processing"
+        assert status["targets"] == ["event_info", "online_peak_monitor"] and status["cores"] == 1
+        leased = daq.bootstrax("eb9", "--production", "--process", "41")
+        assert leased.returncode == 2 and "leased by eb1" in leased.stdout
         failed = daq.bootstrax("eb9", "--production", "--fail", "41", "bad", "cable")
         assert failed.returncode == 0, failed.stdout
         wait_for("owner's child gone", lambda: process_gone(child), 20)
