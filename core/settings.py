@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -173,3 +174,12 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     except ValueError as err:  # a TOML syntax error surfaces as a ValueError subclass
         raise ConfigInvalid(f"settings file {toml_path} is not valid TOML: {err}") from None
     return loaded
+
+
+def settings_for_cli(prog: str, config_file: Path | None) -> Settings | None:
+    """The settings for a command, or None after printing why they are invalid (exit 2)."""
+    try:
+        return load_settings(config_file)
+    except ConfigInvalid as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return None

@@ -21,10 +21,9 @@ from pathlib import Path
 
 from straxd.core.bootstrax_config import provided_types
 from straxd.core.daqlog_mirror import DaqLogMirror
-from straxd.core.errors import StraxdError
 from straxd.core.lifecycle import EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
-from straxd.core.settings import Settings, load_settings
+from straxd.core.settings import Settings, settings_for_cli
 from straxd.daemons.bootstrax_loop import Bootstrax
 
 CLOSE_TIMEOUT_S = 10.0
@@ -164,10 +163,8 @@ def _workers(cores: int) -> int | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``bootstrax`` console script."""
     args = parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except StraxdError as err:
-        print(f"bootstrax: {err}", file=sys.stderr)
+    settings = settings_for_cli("bootstrax", args.config)
+    if settings is None:
         return EXIT_USAGE
     mirror = DaqLogMirror(f"bootstrax_{settings.host}") if args.production else None
     configure_logging(

@@ -59,15 +59,7 @@ class BackgroundTasks:
                     self.log.warning("lease_taken", run_id=work.run_id if work else None)
                     self.lease_lost.set()
                 history = time.monotonic() - last_history >= self.config.history_interval_s
-                await heartbeat(
-                    self.dbs,
-                    "bootstrax",
-                    self.host,
-                    self.state,
-                    config_hash=config_hash(self.config),
-                    fields=self._status_fields(),
-                    history=history,
-                )
+                await self._send_heartbeat(self._status_fields(), history)
                 if history:
                     last_history = time.monotonic()
             except PyMongoError as err:
@@ -84,14 +76,18 @@ class BackgroundTasks:
         if self.state != DEAD_STATE:  # a host that gave up stays marked dead
             self.state = "stopped"
         with contextlib.suppress(PyMongoError):
-            await heartbeat(
-                self.dbs,
-                "bootstrax",
-                self.host,
-                self.state,
-                config_hash=config_hash(self.config),
-                fields={**self._status_fields(), "run_id": None, "phase": None},
-            )
+            await self._send_heartbeat({**self._status_fields(), "run_id": None, "phase": None})
+
+    async def _send_heartbeat(self, fields: dict[str, Any], history: bool = True) -> None:
+        await heartbeat(
+            self.dbs,
+            "bootstrax",
+            self.host,
+            self.state,
+            config_hash=config_hash(self.config),
+            fields=fields,
+            history=history,
+        )
 
     async def _renew(self, work: RunWork | None) -> bool | None:
         """Renew the lease of the run in hand; None when there is nothing to renew."""

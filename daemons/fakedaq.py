@@ -30,7 +30,7 @@ from straxd.core.lifecycle import EXIT_OK, EXIT_USAGE, serve, wait_for_stop
 from straxd.core.logging import configure_logging, get_logger
 from straxd.core.redax import LiveDataWriter, ReaderLayout, part_of
 from straxd.core.rundoc import run_id_of
-from straxd.core.settings import Settings, load_settings
+from straxd.core.settings import Settings, settings_for_cli
 from straxd.core.synth import TRUTH_DTYPE, DetectorModel, Simulator
 
 DETECTORS = ("tpc", "neutron_veto", "muon_veto")
@@ -293,10 +293,8 @@ async def run(args: argparse.Namespace, settings: Settings, stop: asyncio.Event)
 def main(argv: Sequence[str] | None = None) -> int:
     """``fakedaq`` console script."""
     args = parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except StraxdError as err:
-        print(f"fakedaq: {err}", file=sys.stderr)
+    settings = settings_for_cli("fakedaq", args.config)
+    if settings is None:
         return EXIT_USAGE
     configure_logging("fakedaq", settings.host)
     return serve("fakedaq", None, lambda stop: run(args, settings, stop))

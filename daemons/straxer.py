@@ -29,7 +29,7 @@ from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
 from straxd.core.pipeline import QUEUE_DEPTH, Pipeline, PipelineReport
 from straxd.core.rundoc import parse_run, read_run_doc, run_id_of
-from straxd.core.settings import Settings, load_settings
+from straxd.core.settings import Settings, settings_for_cli
 
 COMPRESSORS = ("zstd", "lz4", "blosc", "bz2")
 # The types the original's records_compressor applied to (of those straxd makes).
@@ -280,10 +280,8 @@ def _report_failure(err: Exception) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``straxer`` console script."""
     args = parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except StraxdError as err:
-        print(f"straxer: {err}", file=sys.stderr)
+    settings = settings_for_cli("straxer", args.config)
+    if settings is None:
         return EXIT_USAGE
     configure_logging("straxer", settings.host, level="debug" if args.debug else "info")
     if args.ignored:

@@ -6,7 +6,6 @@ import datetime as dt
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ import strax
 
 from straxd.core.finish import WORK_DIRNAME
 from straxd.core.redax import LiveDataWriter, ReaderLayout
-from tests.conftest import DbNames
 from tests.daemons.bootstrax_env import Daq, process_gone, wait_for
 
 FAULT_POINTS = (
@@ -26,15 +24,6 @@ FAULT_POINTS = (
     "bootstrax_after_live_recorded",
 )
 ONCE = ("--production", "--once", "--cores", "1")
-
-
-@pytest.fixture
-def daq(tmp_path: Path, mongo_uri: str, db_names: DbNames) -> Iterator[Daq]:
-    d = Daq(tmp_path, mongo_uri, db_names.runs_db, db_names.daq_db)
-    yield d
-    d.client.drop_database(db_names.runs_db)
-    d.client.drop_database(db_names.daq_db)
-    d.close()
 
 
 def check_consistent(daq: Daq, number: int, host: str) -> None:

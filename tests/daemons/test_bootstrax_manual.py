@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import DbNames
 from tests.daemons.bootstrax_env import Daq, process_gone, wait_for
 from tests.daemons.test_bootstrax import ONCE, check_consistent
-
-
-@pytest.fixture
-def daq(tmp_path: Path, mongo_uri: str, db_names: DbNames) -> Iterator[Daq]:
-    d = Daq(tmp_path, mongo_uri, db_names.runs_db, db_names.daq_db)
-    yield d
-    d.client.drop_database(db_names.runs_db)
-    d.client.drop_database(db_names.daq_db)
-    d.close()
 
 
 class TestManual:

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from tests.conftest import DbNames
 from tests.daemons.bootstrax_env import Daq, wait_for
 from tests.daemons.test_bootstrax import ONCE, check_consistent
-
-
-@pytest.fixture
-def daq(tmp_path: Path, mongo_uri: str, db_names: DbNames) -> Iterator[Daq]:
-    d = Daq(tmp_path, mongo_uri, db_names.runs_db, db_names.daq_db)
-    yield d
-    d.client.drop_database(db_names.runs_db)
-    d.client.drop_database(db_names.daq_db)
-    d.close()
 
 
 def configure(daq: Daq, **fields: object) -> None:
