@@ -34,6 +34,7 @@ def source_folder(root: Path, rows_per_chunk: list[int], seed: int = 0) -> Path:
             data["time"] = start + np.cumsum(gaps)
             data["length"], data["dt"] = rng.integers(1, 20, n), 10
             data["area"] = rng.normal(size=n)
+            data["area"][::50] = np.nan
             end = int(endtime(data).max()) + 1 if n else start + 1000
             writer.write(Chunk("peaklets", "peaklets", RUN, start, end, data))
             start = end
