@@ -149,6 +149,19 @@ class Daq:
             capture_output=True, text=True, timeout=timeout_s, cwd=self.root,
         )  # fmt: skip
 
+    def restrax(
+        self, name: str, *args: str, env: dict[str, str] | None = None, timeout_s: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """Run restrax for host ``name`` to completion (its pre folder is bootstrax's)."""
+        return subprocess.run(
+            [sys.executable, "-m", "straxd.daemons.restrax", "--production", *args],
+            env={**self.env, "STRAXD_HOST": name, "STRAXD_PRE_DIR": str(self.root / f"pre-{name}"),
+                 "STRAXD_OUTPUT_DIR": str(self.root / f"processed-{name}"),
+                 "STRAXD_UNREGISTERED_DIR": str(self.root / f"unregistered-{name}"),
+                 **(env or {})},
+            capture_output=True, text=True, timeout=timeout_s, cwd=self.root,
+        )  # fmt: skip
+
     def run(self, number: int) -> dict[str, Any]:
         """The run document."""
         document = self.runs.find_one({"number": number})

@@ -1,0 +1,167 @@
+"""restrax as a process: a bootstrax-processed run rewritten into the production folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import strax
+
+from tests.daemons.bootstrax_env import Daq, wait_for
+from tests.daemons.test_bootstrax import ONCE
+
+FAULT_POINTS = ("restrax_after_move", "restrax_after_register", "restrax_after_done")
+
+
+def processed(daq: Daq, number: int) -> dict[str, np.ndarray]:
+    """fakedaq + bootstrax: the run's registered types and their rows before restrax."""
+    daq.fakedaq(number, 2, 3)
+    done = daq.bootstrax("eb1", *ONCE)
+    assert done.returncode == 0, done.stdout[-3000:]
+    return {
+        e["type"]: strax.io.dry_load_files(e["location"]) for e in daq.processed_entries(number)
+    }
+
+
+def check_invariants(daq: Daq, number: int, before: dict[str, np.ndarray]) -> None:
+    """Every entry in the production folder, loadable, row for row equal; nothing left over."""
+    run = daq.run(number)
+    assert run["status"] == "eb_ready_to_upload" and run["restrax"]["state"] == "done"
+    assert run["restrax"]["phase"] == "done"
+    out = daq.root / "processed-eb1"
+    entries = daq.processed_entries(number)
+    assert {e["type"] for e in entries} == set(before)
+    for entry in entries:
+        assert Path(entry["location"]).parent == out, entry
+        rows = strax.io.dry_load_files(entry["location"])
+        for name in rows.dtype.names or ():
+            np.testing.assert_array_equal(rows[name], before[entry["type"]][name])
+    registered = {Path(e["location"]).name for e in entries}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == registered
+    assert not [p for p in (daq.root / "pre-eb1").iterdir() if p.name.startswith(f"{number:06d}-")]
+    work = out / ".restrax-work"
+    assert not work.exists() or not any(work.iterdir())
+
+
+class TestRestrax:
+    def test_end_to_end(self, daq: Daq) -> None:
+        """Rewritten, verified, moved, registered, sources gone; memory recorded."""
+        before = processed(daq, 80)
+        done = daq.restrax("eb1", "--once")
+        assert done.returncode == 0, done.stdout[-3000:]
+        check_invariants(daq, 80, before)
+        run = daq.run(80)
+        assert run["restrax"]["n_tries"] == 1 and run["restrax"]["memory_usage_mb"]["max"] > 0
+        raw = next(e for e in run["data"] if e["type"] == "raw_records")
+        assert raw["meta"]["compressor"] == "bz2"  # light rate: the strong codec
+        assert '"move_only"' in done.stdout  # event types are only moved (skip_compression)
+
+    @pytest.mark.parametrize("fault", FAULT_POINTS)
+    def test_crash_at_each_step_then_rerun(self, daq: Daq, fault: str) -> None:
+        before = processed(daq, 81)
+        config = {"name": "restrax_config", "lease_s": 2.0, "heartbeat_interval_s": 1.0}
+        daq.daq["restrax_config"].insert_one(config)
+        died = daq.restrax("eb1", "--once", env={"STRAXD_FAULT_AT": fault})
+        assert died.returncode == -signal.SIGKILL, died.stdout[-2000:]
+        wait_for("lease expiry", lambda: _restrax_lease_free(daq, 81), 30)
+        again = daq.restrax("eb1", "--once")
+        assert again.returncode == 0, again.stdout[-3000:]
+        check_invariants(daq, 81, before)
+
+    def test_worker_crash_is_a_counted_failure_then_retried(self, daq: Daq) -> None:
+        before = processed(daq, 82)
+        daq.daq["restrax_config"].insert_one({"name": "restrax_config", "retry_base_s": 0.5})
+        failed = daq.restrax("eb1", "--once", env={"STRAXD_FAULT_AT": "restrax_after_rechunk"})
+        assert failed.returncode == 1
+        rx = daq.run(82)["restrax"]
+        assert rx["state"] == "failed" and rx["n_tries"] == 1 and "worker exited -9" in rx["reason"]
+        assert all("pre-eb1" in e["location"] for e in daq.processed_entries(82))  # sources kept
+        wait_for(
+            "retry due", lambda: daq.run(82)["restrax"]["next_retry"] < dt.datetime.now(dt.UTC)
+        )
+        again = daq.restrax("eb1", "--once")
+        assert again.returncode == 0, again.stdout[-3000:]
+        check_invariants(daq, 82, before)
+        assert daq.run(82)["restrax"]["n_tries"] == 2
+
+    def test_bypass_mode_only_renames(self, daq: Daq) -> None:
+        before = processed(daq, 83)
+        inodes = {e["type"]: Path(e["location"]).stat().st_ino for e in daq.processed_entries(83)}
+        done = daq.restrax("eb1", "--once", "--bypass_mode")
+        assert done.returncode == 0, done.stdout[-3000:]
+        check_invariants(daq, 83, before)
+        after = {e["type"]: Path(e["location"]).stat().st_ino for e in daq.processed_entries(83)}
+        assert after == inodes
+
+    def test_config_changes_the_next_run(self, daq: Daq) -> None:
+        """A smaller raw_records target size in the config gives the next run more chunks."""
+        processed(daq, 84)
+        assert daq.restrax("eb1", "--once").returncode == 0
+        daq.daq["restrax_config"].insert_one(
+            {
+                "name": "restrax_config",
+                "target_size": {"peak*": 1500.0, "_other": 1500.0, "_raw_records": 0.5},
+            }
+        )
+        processed(daq, 85)
+        assert daq.restrax("eb1", "--once").returncode == 0
+        chunks = {}
+        for number in (84, 85):
+            entry = next(e for e in daq.processed_entries(number) if e["type"] == "raw_records")
+            chunks[number] = len(strax.FileSytemBackend().get_metadata(entry["location"])["chunks"])
+        assert chunks[85] > chunks[84] == 1
+
+
+class TestBadInput:
+    def test_missing_source_fails_and_keeps_the_rest(self, daq: Daq) -> None:
+        processed(daq, 86)
+        entry = next(e for e in daq.processed_entries(86) if e["type"] == "peaklets")
+        Path(entry["location"]).rename(daq.root / "elsewhere")
+        done = daq.restrax("eb1", "--once")
+        assert done.returncode == 1
+        rx = daq.run(86)["restrax"]
+        assert rx["state"] == "failed" and "source folder missing" in rx["reason"]
+        assert daq.run(86)["status"] == "eb_finished_pre"
+        assert all(
+            Path(e["location"]).exists()
+            for e in daq.processed_entries(86)
+            if e["type"] != "peaklets"
+        )
+
+    def test_corrupted_chunk_fails_verification_sources_kept(self, daq: Daq) -> None:
+        processed(daq, 87)
+        entry = next(e for e in daq.processed_entries(87) if e["type"] == "raw_records")
+        chunk = sorted(p for p in Path(entry["location"]).iterdir() if "metadata" not in p.name)[0]
+        chunk.write_bytes(b"garbage")
+        done = daq.restrax("eb1", "--once")
+        assert done.returncode == 1
+        rx = daq.run(87)["restrax"]
+        assert rx["state"] == "failed" and chunk.parent.name in rx["reason"]
+        assert Path(entry["location"]).is_dir()
+        assert not list((daq.root / "processed-eb1").glob("000087-*"))
+
+    def test_foreign_folder_at_destination_quarantined(self, daq: Daq) -> None:
+        before = processed(daq, 88)
+        entry = next(e for e in daq.processed_entries(88) if e["type"] == "peaklets")
+        foreign = daq.root / "processed-eb1" / Path(entry["location"]).name
+        foreign.mkdir(parents=True)
+        (foreign / "junk").write_text("not strax data")
+        done = daq.restrax("eb1", "--once")
+        assert done.returncode == 0, done.stdout[-3000:]
+        check_invariants(daq, 88, before)
+        (quarantined,) = (daq.root / "unregistered-eb1").iterdir()
+        assert (quarantined / "junk").read_text() == "not strax data"
+        assert '"destination_quarantined"' in done.stdout
+
+    def test_invalid_config_document(self, daq: Daq) -> None:
+        daq.daq["restrax_config"].insert_one({"name": "restrax_config", "max_tries": "many"})
+        done = daq.restrax("eb1", "--once")
+        assert done.returncode == 2 and "max_tries" in done.stdout
+
+
+def _restrax_lease_free(daq: Daq, number: int) -> bool:
+    until = (daq.run(number).get("restrax") or {}).get("lease_until")
+    return until is None or until < dt.datetime.now(dt.UTC)
