@@ -81,14 +81,22 @@ def _wait_for_run(
         time.sleep(0.2)
 
 
-def _rows(location: str) -> int:
+def _summary(location: str) -> tuple[int, float, str]:
+    """Rows, compression ratio and compressor of a stored folder (from its metadata)."""
     folder = Path(location)
     metadata = json.loads(next(folder.glob("*-metadata.json")).read_text())
-    return sum(int(c.get("n", 0)) for c in metadata["chunks"])
+    chunks = metadata["chunks"]
+    raw = sum(int(c.get("nbytes", 0)) for c in chunks)
+    packed = sum(int(c.get("filesize", 0)) for c in chunks)
+    rows = sum(int(c.get("n", 0)) for c in chunks)
+    return rows, raw / packed if packed else 0.0, metadata["compressor"]
 
 
 def run_demo(uri: str, seconds: float, rate_mbs: float) -> dict[str, Any]:
-    """fakedaq writes a realtime run while bootstrax processes it; the final run document."""
+    """fakedaq takes a realtime run, bootstrax processes it live, restrax rewrites it.
+
+    Returns the run document after bootstrax (``before``) and after restrax (``after``).
+    """
     env = {
         **os.environ,
         "STRAXD_MONGO_URI": uri,
@@ -97,6 +105,8 @@ def run_demo(uri: str, seconds: float, rate_mbs: float) -> dict[str, Any]:
         "STRAXD_LIVE_DIR": str((DEMO_DIR / "live_data").resolve()),
         "STRAXD_PRE_DIR": str((DEMO_DIR / "pre_processed").resolve()),
         "STRAXD_STATE_DIR": str((DEMO_DIR / "state").resolve()),
+        "STRAXD_OUTPUT_DIR": str((DEMO_DIR / "xenonnt_processed").resolve()),
+        "STRAXD_UNREGISTERED_DIR": str((DEMO_DIR / "unregistered").resolve()),
         "STRAXD_HOST": "demo-eb",
     }
     logs = DEMO_DIR / "logs"
@@ -123,9 +133,21 @@ def run_demo(uri: str, seconds: float, rate_mbs: float) -> dict[str, Any]:
             raise SystemExit(
                 f"fakedaq exited {writer_code}, bootstrax {bootstrax_code}; see {logs.resolve()}"
             )
-        document = runs.find_one({"number": RUN_NUMBER})
-        assert document is not None
-        return document
+        before = runs.find_one({"number": RUN_NUMBER})
+        assert before is not None
+        # Read before restrax: it removes these folders once its copies are registered.
+        live = {
+            e["type"]: _summary(e["location"])
+            for e in before.get("data", [])
+            if e.get("type") != "live"
+        }
+        print("restrax is rechunking and recompressing it into the production folder ...")
+        restrax = _daemon("restrax", ["--production", "--once"], env, logs / "restrax.log")
+        if restrax.wait():
+            raise SystemExit(f"restrax exited {restrax.returncode}; see {logs.resolve()}")
+        after = runs.find_one({"number": RUN_NUMBER})
+        assert after is not None
+        return {"before": before, "after": after, "bootstrax_output": live}
     finally:
         for proc in (writer, bootstrax):
             if proc is not None and proc.poll() is None:
@@ -134,26 +156,30 @@ def run_demo(uri: str, seconds: float, rate_mbs: float) -> dict[str, Any]:
         client.close()
 
 
-def report(document: dict[str, Any]) -> None:
-    """The run's final state, its data types with row counts, the event count, the places."""
-    bx = document.get("bootstrax") or {}
-    entries = [e for e in document.get("data", []) if e.get("type") != "live"]
+def report(
+    before: dict[str, Any], after: dict[str, Any], live: dict[str, tuple[int, float, str]]
+) -> None:
+    """Final state, each type with rows and compression before/after restrax, the places."""
+    bx, rx = before.get("bootstrax") or {}, after.get("restrax") or {}
+    new = {e["type"]: e["location"] for e in after.get("data", []) if e.get("type") != "live"}
     print()
     print("straxd demo finished")
-    print(
-        f"  run {RUN_NUMBER:06d}: bootstrax.state={bx.get('state')} status={document.get('status')}"
-    )
-    print(f"  processed by {bx.get('host')} from {bx.get('started_processing')} "
-          f"to {bx.get('finished_processing')}")  # fmt: skip
-    counts = {e["type"]: _rows(e["location"]) for e in sorted(entries, key=lambda e: e["type"])}
-    for data_type, rows in counts.items():
-        print(f"    {data_type:<24} {rows:>9} rows")
-    print(f"  events: {counts.get('event_info', 0)}")
-    folder = next((e["location"] for e in entries if e["type"] == "event_info"), None)
-    print(f"  data:      {Path(entries[0]['location']).parent if entries else 'none'}")
-    if folder:
+    print(f"  run {RUN_NUMBER:06d}: bootstrax.state={bx.get('state')} "
+          f"restrax.state={rx.get('state')} status={after.get('status')}")  # fmt: skip
+    print(f"  processed live by {bx.get('host')}; rewritten with peak memory "
+          f"{(rx.get('memory_usage_mb') or {}).get('max', 0):.0f} MB")  # fmt: skip
+    print(f"    {'data type':<24} {'rows':>9}  {'bootstrax':>16}  {'restrax':>16}")
+    for data_type in sorted(new):
+        rows, ratio_before, codec_before = live[data_type]
+        _, ratio_after, codec_after = _summary(new[data_type])
+        print(f"    {data_type:<24} {rows:>9}  {codec_before:>5} x{ratio_before:>6.2f}    "
+              f"{codec_after:>5} x{ratio_after:>6.2f}")  # fmt: skip
+    events = _summary(new["event_info"])[0] if "event_info" in new else 0
+    print(f"  events: {events}")
+    print(f"  production folder: {Path(next(iter(new.values()))).parent if new else 'none'}")
+    if "event_info" in new:
         print(f'  load it:   {sys.executable} -c "import strax; '
-              f"print(len(strax.io.dry_load_files('{folder}')))\"")  # fmt: skip
+              f"print(len(strax.io.dry_load_files('{new['event_info']}')))\"")  # fmt: skip
     print(f"  logs:      {(DEMO_DIR / 'logs').resolve()} (daemons), "
           f"{(DEMO_DIR / 'state' / 'runs').resolve()} (per-run child logs)")  # fmt: skip
     print(f"  database:  {(DEMO_DIR / 'mongo').resolve()} (runs, online_monitor, daq.log, "
@@ -170,9 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(DEMO_DIR)
     (DEMO_DIR / "mongo").mkdir(parents=True)
     with local_database(DEMO_DIR / "mongo") as uri:
-        document = run_demo(uri, args.seconds, args.rate_mbs)
-    report(document)
-    return 0 if (document.get("bootstrax") or {}).get("state") == "done" else 1
+        result = run_demo(uri, args.seconds, args.rate_mbs)
+    report(result["before"], result["after"], result["bootstrax_output"])
+    return 0 if result["after"].get("status") == "eb_ready_to_upload" else 1
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "bootstrax.state=done status=eb_finished_pre" in done.stdout
+    assert "bootstrax.state=done restrax.state=done status=eb_ready_to_upload" in done.stdout
     events = int(re.search(r"events: (\d+)", done.stdout).group(1))
     folder = re.search(r"dry_load_files\('(\S+)'\)", done.stdout).group(1)
     assert len(strax.io.dry_load_files(folder)) == events > 0
-    rows = dict(re.findall(r"^\s+(\w+)\s+(\d+) rows$", done.stdout, re.MULTILINE))
+    rows = dict(re.findall(r"^\s+(\w+)\s+(\d+)\s+\w+ x", done.stdout, re.MULTILINE))
     assert int(rows["event_info"]) == events and int(rows["raw_records"]) > 0
+    assert "xenonnt_processed" in folder
     leftover = subprocess.run(["pgrep", "-f", f"{tmp_path}/.demo"], capture_output=True)
     assert leftover.returncode == 1  # no server or daemon still running
