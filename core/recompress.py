@@ -49,20 +49,18 @@ class _Buffer:
 
     def add(self, rows: np.ndarray) -> None:
         needed = self.n + len(rows)
-        if needed > len(self.data):  # a source chunk larger than the target: grow once
-            grown = np.zeros(max(needed, 2 * len(self.data)), self.data.dtype)
+        if needed > len(self.data):  # sized for target + largest chunk: only if a cut is late
+            grown = np.zeros(needed + len(rows), self.data.dtype)
             grown[: self.n] = self.data[: self.n]
             self.data = grown
         self.data[self.n : needed] = rows
         self.n = needed
 
-    def take(self, n_rows: int) -> np.ndarray:
-        """The first ``n_rows`` as a copy; the rest moves to the front."""
-        out = self.data[:n_rows].copy()
+    def drop(self, n_rows: int) -> None:
+        """Forget the first ``n_rows`` (already written); the rest moves to the front."""
         rest = self.n - n_rows
         self.data[:rest] = self.data[n_rows : self.n]
         self.n = rest
-        return out
 
 
 def _cut(buffer: _Buffer, target_bytes: float) -> int | None:
@@ -103,23 +101,29 @@ def _stream(
     stored: StoredData, writer: ChunkWriter, target_bytes: float
 ) -> tuple[int, int, int, int]:
     meta, dtype = stored.metadata, stored.dtype
-    buffer = _Buffer(dtype, int(target_bytes // dtype.itemsize) + 1)
+    counts = [int(c.get("n", 0)) for c in meta["chunks"]] or [0]
+    # A target's worth plus one source chunk, never more than the data itself (a 5 GB target
+    # for a small run must not reserve 5 GB).
+    capacity = int(target_bytes // dtype.itemsize) + 1 + max(counts)
+    buffer = _Buffer(dtype, min(capacity, sum(counts)))
     start = int(meta["chunks"][0]["start"]) if meta["chunks"] else int(meta.get("start", 0))
     rows = bytes_in = chunks = 0
     for chunk_i in range(stored.n_chunks):
         chunk = stored.load_chunk(chunk_i)
         bytes_in += chunk.data.nbytes
         buffer.add(chunk.data)
-        while (n := _cut(buffer, target_bytes)) is not None:
-            piece = buffer.take(n)
-            end = int(buffer.data["time"][0]) - DEFAULT_CHUNK_SPLIT_NS // 2
-            writer.write(_chunk(stored, start, end, piece))
-            start, rows, chunks = end, rows + len(piece), chunks + 1
+        del chunk
+        # Look for a cut only once a target's worth is waiting (the search scans the buffer).
+        while buffer.n * dtype.itemsize >= target_bytes and (n := _cut(buffer, target_bytes)):
+            end = int(buffer.data["time"][n]) - DEFAULT_CHUNK_SPLIT_NS // 2
+            # Written from a view of the buffer: compressed before the rest moves to the front.
+            writer.write(_chunk(stored, start, end, buffer.data[:n]))
+            buffer.drop(n)
+            start, rows, chunks = end, rows + n, chunks + 1
     end = int(meta["chunks"][-1]["end"]) if meta["chunks"] else start
     if buffer.n or not chunks:
-        piece = buffer.take(buffer.n)
-        writer.write(_chunk(stored, start, max(end, start), piece))
-        rows, chunks = rows + len(piece), chunks + 1
+        writer.write(_chunk(stored, start, max(end, start), buffer.data[: buffer.n]))
+        rows, chunks = rows + buffer.n, chunks + 1
     bytes_out = sum(int(c.get("filesize", 0)) for c in writer.metadata["chunks"])
     return rows, chunks, bytes_in, bytes_out
 

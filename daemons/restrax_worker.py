@@ -54,6 +54,15 @@ def rewrite_one(
     }
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since exec (VmHWM; ru_maxrss would include the
+    parent's peak from before the fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m straxd.daemons.restrax_worker PLAN RESULT``."""
     parser = argparse.ArgumentParser(prog="restrax_worker", description=__doc__.splitlines()[0])
@@ -71,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 plan["entries"],
             )
         )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     payload = {"entries": results, "peak_rss_mb": round(peak_mb, 1)}
     write_atomic(args.result, json.dumps(payload).encode())
     return 1 if any("error" in r for r in results) else 0
