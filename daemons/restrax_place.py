@@ -108,14 +108,3 @@ def place(item: Item, unregistered: Path, log: Any) -> None:
             return
         quarantine(item.target, unregistered, log)
     _move(new, item.target)
-
-
-def sample_rss_mb(pid: int) -> float | None:
-    """The resident memory of a process in MB (None if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None

@@ -28,10 +28,11 @@ from straxd.core.faults import fault_point
 from straxd.core.finish import remove_tree
 from straxd.core.leases import Lease, fenced_update
 from straxd.core.logging import get_logger
+from straxd.core.memory import rss_mb
 from straxd.core.restrax_config import RestraxConfig, compressor_and_size, run_rate_mbs, skip_reason
 from straxd.core.rundoc import RunDoc, parse_run_doc
 from straxd.core.storage_read import open_data
-from straxd.daemons.restrax_place import Item, place, sample_rss_mb
+from straxd.daemons.restrax_place import Item, place
 
 WORK_DIRNAME = ".restrax-work"
 
@@ -205,7 +206,7 @@ class RestraxRun:
                 if lost.done() and not waiting.done():
                     await child.stop(10.0)
                     raise LeaseLost(f"run {self.number}: restrax lease lost while rewriting")
-                if child.pid and (rss := sample_rss_mb(child.pid)) is not None:
+                if child.pid and (rss := rss_mb(child.pid)) is not None:
                     samples.append(rss)
         finally:
             lost.cancel()

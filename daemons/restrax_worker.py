@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any
 from straxd.core.child import die_with_parent
 from straxd.core.errors import StraxdError
 from straxd.core.faults import fault_point
+from straxd.core.memory import peak_rss_mb
 from straxd.core.recompress import recompress
 from straxd.core.storage import write_atomic
 from straxd.core.verify import deep_compare, quick_check
@@ -52,15 +52,6 @@ def rewrite_one(
         "bytes_out": result.bytes_out,
         "wall_s": round(time.monotonic() - started, 3),
     }
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory since exec (VmHWM; ru_maxrss would include the
-    parent's peak from before the fork)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: Sequence[str] | None = None) -> int:

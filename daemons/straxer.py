@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from straxd.core.errors import ConfigInvalid, StraxdError
 from straxd.core.filestore import FileStore
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
+from straxd.core.memory import peak_rss_mb
 from straxd.core.pipeline import QUEUE_DEPTH, Pipeline, PipelineReport
 from straxd.core.rundoc import parse_run, read_run_doc, run_id_of
 from straxd.core.settings import Settings, settings_for_cli
@@ -173,7 +173,7 @@ def summary(report: PipelineReport) -> dict[str, Any]:
         "run_id": report.run_id,
         "wall_s": round(report.wall_s, 2),
         "raw_mbs": round(raw_mb / max(report.wall_s, 1e-9), 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "types": {
             n: {
                 "rows": t.rows,
