@@ -165,3 +165,45 @@ class TestBadInput:
 def _restrax_lease_free(daq: Daq, number: int) -> bool:
     until = (daq.run(number).get("restrax") or {}).get("lease_until")
     return until is None or until < dt.datetime.now(dt.UTC)
+
+
+class TestOptions:
+    def test_deep_compare_and_process_one_run(self, daq: Daq) -> None:
+        """--process N --deep_compare handles that run only, comparing every field."""
+        before = processed(daq, 89)
+        processed(daq, 90)
+        done = daq.restrax("eb1", "--process", "89", "--deep_compare")
+        assert done.returncode == 0, done.stdout[-3000:]
+        check_invariants(daq, 89, before)
+        assert (daq.run(90).get("restrax") or {}).get("state") is None
+
+    def test_gives_up_after_max_tries(self, daq: Daq) -> None:
+        """Out of tries: no next retry, and the log asks for manual help."""
+        processed(daq, 91)
+        daq.daq["restrax_config"].insert_one({"name": "restrax_config", "max_tries": 1})
+        entry = next(e for e in daq.processed_entries(91) if e["type"] == "peaklets")
+        Path(entry["location"]).rename(daq.root / "elsewhere")
+        done = daq.restrax("eb1", "--once")
+        assert done.returncode == 1 and "manual help is needed" in done.stdout
+        rx = daq.run(91)["restrax"]
+        assert rx["n_tries"] == 1 and rx["next_retry"] is None
+        assert '"run_claimed"' not in daq.restrax("eb1", "--once").stdout
+
+    def test_second_instance_exits_1(self, daq: Daq) -> None:
+        import subprocess
+        import sys
+
+        first = subprocess.Popen(
+            [sys.executable, "-m", "straxd.daemons.restrax", "--production"],
+            env={**daq.env, "STRAXD_HOST": "eb1", "STRAXD_OUTPUT_DIR": str(daq.root / "out")},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            assert first.stdout is not None
+            wait_for("first started", lambda: "config_applied" in first.stdout.readline(), 60)
+            second = daq.restrax("eb1")
+            assert second.returncode == 1 and "restrax-eb1.lock" in second.stdout
+            assert first.poll() is None
+        finally:
+            first.terminate()
+            first.wait(timeout=60)
