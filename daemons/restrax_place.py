@@ -80,8 +80,11 @@ def _move(source: Path, target: Path) -> None:
     except OSError as err:
         if err.errno != errno.EXDEV:
             raise
-        temp = target.with_name(target.name + "_temp")
+        # Same name in a hidden folder beside the target: strax's metadata file name follows
+        # the folder name, and a "_temp" name would read as incomplete.
+        temp = target.parent / ".restrax-copy" / target.name
         remove_tree(temp)
+        temp.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(source, temp)
         quick_check(source, temp)
         os.rename(temp, target)

@@ -207,3 +207,55 @@ class TestOptions:
         finally:
             first.terminate()
             first.wait(timeout=60)
+
+
+def test_invalid_config_while_running_keeps_the_old(daq: Daq) -> None:
+    """A bad document while running is rejected with the reason; the next run still works."""
+    import subprocess
+    import sys
+
+    log = daq.root / "restrax.log"
+    env = {**daq.env, "STRAXD_HOST": "eb1", "STRAXD_PRE_DIR": str(daq.root / "pre-eb1"),
+           "STRAXD_OUTPUT_DIR": str(daq.root / "processed-eb1")}  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "straxd.daemons.restrax", "--production"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for("started", lambda: "config_applied" in log.read_text(), 60)
+        daq.daq["restrax_config"].insert_one({"name": "restrax_config", "max_tries": "many"})
+        wait_for("rejected", lambda: "config_rejected" in log.read_text(), 30)
+        assert "max_tries" in log.read_text()
+        daq.daq["restrax_config"].delete_many({})
+        before = processed(daq, 92)
+        wait_for("restrax done", lambda: daq.run(92).get("status") == "eb_ready_to_upload", 120)
+        wait_for("cleaned", lambda: daq.run(92)["restrax"].get("phase") == "done", 60)
+        check_invariants(daq, 92, before)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_move_across_filesystems_copies_checks_deletes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """EXDEV from rename: copy to a temp name, check it, rename it, then delete the source."""
+    import errno
+    import os
+
+    from straxd.daemons import restrax_place
+    from tests.core.test_recompress import source_folder
+
+    source = source_folder(tmp_path / "pre", [100, 200])
+    target = tmp_path / "other-disk" / source.name
+    target.parent.mkdir()
+    real_rename, calls = os.rename, []
+
+    def rename(a: object, b: object) -> None:
+        calls.append((a, b))
+        if len(calls) == 1:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_rename(a, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(restrax_place.os, "rename", rename)
+    restrax_place._move(source, target)
+    assert not source.exists() and len(strax.io.dry_load_files(str(target))) == 300
