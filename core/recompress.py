@@ -91,10 +91,7 @@ def compress_pieces(compressor: str, pieces: list[np.ndarray], nbytes: int) -> b
     if compressor != "zstd":
         return compress_array(compressor, np.concatenate(pieces))
     stream = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=1).compressobj(size=nbytes)
-    out = [
-        stream.compress(memoryview(np.ascontiguousarray(p).reshape(-1).view(np.uint8)))
-        for p in pieces
-    ]
+    out = [stream.compress(np.ascontiguousarray(p).reshape(-1).view(np.uint8)) for p in pieces]
     out.append(stream.flush())
     return b"".join(out)
 
