@@ -79,6 +79,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="threads for processing")
     parser.add_argument(
+        "--max_inflight_mb",
+        type=float,
+        default=0.0,
+        help="read the next live_data chunk only when at most this many MB of large arrays of "
+        "earlier chunks are still being processed (default 0: one chunk at a time, which keeps "
+        "peak memory independent of the run length); negative: no limit",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -185,6 +193,7 @@ async def process(args: argparse.Namespace, settings: Settings) -> int:
             on_chunk=Progress(
                 int(document["start"].timestamp()) * 10**9, _end_ns(document), sys.stderr.isatty()
             ),
+            inflight_limit_mb=args.max_inflight_mb if args.max_inflight_mb >= 0 else None,
         )
         if pipeline.nothing_to_do and not args.from_scratch:
             log.info("already_stored", targets=args.target, output=str(args.output))
