@@ -24,6 +24,7 @@ from straxd.core.context import build_registry, check_run_length
 from straxd.core.db import open_databases
 from straxd.core.errors import ConfigInvalid, StraxdError
 from straxd.core.filestore import FileStore
+from straxd.core.inflight import limit_heap_retention
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
 from straxd.core.pipeline import Pipeline, PipelineReport
@@ -241,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"straxer: {err}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging("straxer", settings.host, level="debug" if args.debug else "info")
+    limit_heap_retention()
     if args.ignored:
         get_logger().warning("flags_ignored", flags=args.ignored)
 
