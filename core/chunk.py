@@ -204,8 +204,8 @@ class Chunk:
             except CannotSplit:
                 raise CannotSplit(f"cannot split {self!r} at {t}: a row straddles it") from None
         return (
-            self.with_data(left, end=max(self.start, t)),
-            self.with_data(right, start=t),
+            self.with_data(_unpinned(left), end=max(self.start, t)),
+            self.with_data(_unpinned(right), start=t),
         )
 
     @classmethod
@@ -223,13 +223,20 @@ class Chunk:
                 )
             if after.start < before.end:
                 raise ChunkError(f"cannot concatenate {before!r} with {after!r}: they overlap")
+        filled = [c.data for c in chunks if len(c.data)]
         return replace(
             first,
             end=chunks[-1].end,
-            data=np.concatenate([c.data for c in chunks]),
+            # Joining onto an empty buffer (the usual case in input alignment) must not copy.
+            data=filled[0] if len(filled) == 1 else np.concatenate([c.data for c in chunks]),
             # As strax: the joined chunk aims at the largest of the targets.
             target_size_mb=max(c.target_size_mb for c in chunks),
         )
+
+
+def _unpinned(data: np.ndarray) -> np.ndarray:
+    """An empty view replaced by a new empty array: a view keeps its whole base array alive."""
+    return data if len(data) or data.base is None else np.zeros(0, dtype=data.dtype)
 
 
 def continuity_check(chunks: Sequence[Chunk]) -> None:
@@ -270,7 +277,8 @@ class Rechunker:
             t = int(chunk.data["time"][rows]) - DEFAULT_CHUNK_SPLIT_NS // 2
             piece, chunk = chunk.split(t, allow_early_split=False)
             ready.append(piece)
-        self._cache = chunk
+        # The rest is usually a small view of a large array: keep a copy, not the array.
+        self._cache = chunk if chunk.data.base is None else chunk.with_data(chunk.data.copy())
         return ready
 
     def flush(self) -> list[Chunk]:

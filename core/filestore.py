@@ -16,7 +16,7 @@ from straxd.core.storage_read import Status, find, status_of
 # Rechunking holds data back in memory until a chunk reaches its target (2 GB for peaklets,
 # as straxen), so memory would grow with the run. Processed data is rechunked to the production
 # targets later (restrax); here chunks are capped at this size.
-LIVE_MAX_CHUNK_MB = 64
+LIVE_MAX_CHUNK_MB = 16
 
 
 class FileSink:

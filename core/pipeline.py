@@ -6,6 +6,8 @@ producer wait, so at most ``QUEUE_DEPTH`` chunks per edge are in flight. Plugin 
 chunk compression run in a thread pool (numba kernels release the GIL); the event loop only moves
 chunks. A ``TaskGroup`` supervises the tasks: one failure cancels the rest, and every saver that
 did not finish closes its output as broken (it stays in ``_temp`` with ``exception`` set).
+With ``inflight_limit_mb`` set, a source reads its next chunk only once the large arrays of the
+previous ones are freed (``core/inflight.py``), so peak memory is that of one chunk's processing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from straxd.core.chunk import Chunk
 from straxd.core.dtypes import merged_dtype
 from straxd.core.errors import BadInput, ChunkError, ConfigInvalid
+from straxd.core.inflight import InflightBytes
 from straxd.core.pipeline_inputs import InputAligner, OverlapWindow
 from straxd.core.plugin import Plugin, Registry, SaveWhen, SourcePlugin
 
@@ -100,6 +103,7 @@ class Pipeline:
         *,
         on_chunk: ProgressCallback | None = None,
         queue_depth: int = QUEUE_DEPTH,
+        inflight_limit_mb: float | None = None,
     ) -> None:
         if not targets:
             raise ConfigInvalid("no targets given")
@@ -110,6 +114,9 @@ class Pipeline:
         self.executor = executor
         self.on_chunk = on_chunk
         self.queue_depth = max(1, queue_depth)
+        self.inflight_limit_mb = inflight_limit_mb
+        self._inflight = InflightBytes()
+        self._pool_calls = 0
         self._queues: dict[str, list[asyncio.Queue[Chunk | None]]] = {}
         self.report = PipelineReport(run_id=run_id, targets=self.targets)
         self.plan = self._make_plan()
@@ -206,6 +213,7 @@ class Pipeline:
             entry.nbytes += chunk.nbytes
             if self.on_chunk is not None:
                 self.on_chunk(data_type, chunk)
+            self._inflight.follow(chunk)
         for queue in self._queues.get(data_type, []):
             await queue.put(chunk)
 
@@ -213,7 +221,18 @@ class Pipeline:
         """Run ``func`` in the executor, keeping the caller's log context (run_id...)."""
         context = contextvars.copy_context()
         call = functools.partial(context.run, func, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        self._pool_calls += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        finally:
+            self._pool_calls -= 1
+
+    async def _wait_for_room(self) -> None:
+        """Hold a source back while earlier chunks' large arrays are still in flight."""
+        if self.inflight_limit_mb is None:
+            return
+        limit_bytes = int(self.inflight_limit_mb * 1e6)
+        await self._inflight.wait_below(limit_bytes, lambda: self._pool_calls == 0)
 
     async def _load(self, data_type: str) -> None:
         self.report.types[data_type] = TypeReport(data_type, "loaded", saved=False)
@@ -225,12 +244,15 @@ class Pipeline:
         try:
             while (chunk := await queue.get()) is not None:
                 write = asyncio.ensure_future(self.run_in_pool(sink.write, chunk))
+                # Hold no reference while waiting for the next chunk (see _wait_for_room).
+                del chunk
                 try:
                     await asyncio.shield(write)
                 except asyncio.CancelledError:
                     # The thread keeps writing; let it finish before the sink is closed.
                     await asyncio.wait([write])
                     raise
+                del write
         except BaseException as err:
             await asyncio.shield(self.run_in_pool(sink.close, err))
             raise
@@ -244,6 +266,9 @@ class Pipeline:
         async for outputs in stream:
             for data_type in plugin.provides:
                 await self._publish(data_type, outputs[data_type])
+            del outputs  # a local reference would keep the chunk alive until the next one
+            if isinstance(plugin, SourcePlugin):
+                await self._wait_for_room()
         for data_type in plugin.provides:
             await self._publish(data_type, None)
 
@@ -258,12 +283,16 @@ class Pipeline:
         chunk_i = 0
         while (inputs := await aligner.next()) is not None:
             by_kind = _merge_by_kind(plugin, inputs, self.registry)
+            del inputs
             if window is not None:
                 result = await window.step(by_kind, self._call_compute, chunk_i)
             else:
                 result = await self._call_compute(plugin, chunk_i, by_kind)
+            # Drop the inputs before waiting for the next ones (see _wait_for_room).
+            del by_kind
             if result is not None:
                 yield result
+            del result
             chunk_i += 1
         if window is not None and (tail := window.flush()) is not None:
             yield tail
@@ -297,6 +326,8 @@ class Pipeline:
                 data=data,
                 target_size_mb=plugin.chunk_target_size_mb,
             )
+            # Followed before the inputs are dropped, so the source never sees a gap.
+            self._inflight.follow(chunks[data_type])
         return chunks
 
 

@@ -24,6 +24,7 @@ from straxd.core.context import build_registry, check_run_length
 from straxd.core.db import open_databases
 from straxd.core.errors import ConfigInvalid, StraxdError
 from straxd.core.filestore import FileStore
+from straxd.core.inflight import limit_heap_retention
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
 from straxd.core.memory import peak_rss_mb
@@ -92,6 +93,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=COMPRESSORS,
         default=None,
         help="compressor of raw_records and records (default: each plugin's own)",
+    )
+    parser.add_argument(
+        "--max_inflight_mb",
+        type=float,
+        default=0.0,
+        help="read the next live_data chunk only when at most this many MB of large arrays of "
+        "earlier chunks are still being processed (default 0: one chunk at a time, which keeps "
+        "peak memory independent of the run length); negative: no limit",
     )
     parser.add_argument(
         "--timeout",
@@ -218,6 +227,7 @@ async def process(args: argparse.Namespace, settings: Settings) -> int:
             on_chunk=Progress(
                 int(document["start"].timestamp()) * 10**9, _end_ns(document), sys.stderr.isatty()
             ),
+            inflight_limit_mb=args.max_inflight_mb if args.max_inflight_mb >= 0 else None,
         )
         if pipeline.nothing_to_do and not args.from_scratch:
             log.info("already_stored", targets=args.target, output=str(args.output))
@@ -284,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return EXIT_USAGE
     configure_logging("straxer", settings.host, level="debug" if args.debug else "info")
+    limit_heap_retention()
     if args.ignored:
         get_logger().warning("flags_ignored", flags=args.ignored)
 

@@ -243,3 +243,38 @@ class TestRechunkCap:
         assert sum(len(c) for c in out) == 1000
         assert max(len(c) for c in out) <= 200
         assert len(out) >= 5
+
+
+class TestNoPinnedMemory:
+    """Pieces handed on never keep a large array alive through a view (core/inflight.py)."""
+
+    def test_join_onto_empty_buffer_does_not_copy(self) -> None:
+        """An empty chunk joined with a full one gives the full one's array, same span."""
+        data = np.zeros(2, TIME_END_DTYPE)
+        data["time"], data["endtime"] = [10, 12], [11, 20]
+        empty = _chunk(np.zeros(0, TIME_END_DTYPE), 0, 5)
+        joined = Chunk.concatenate([empty, _chunk(data, 5, 20)])
+        assert joined.data is data
+        assert (joined.start, joined.end) == (0, 20)
+
+    def test_empty_split_halves_are_new_arrays(self) -> None:
+        """Splitting at an end leaves an empty half that is not a view of the data."""
+        data = np.zeros(2, TIME_END_DTYPE)
+        data["time"], data["endtime"] = [0, 10], [5, 15]
+        left, right = _chunk(data, 0, 20).split(20)
+        assert left.data is data
+        assert len(right) == 0 and right.data.base is None
+        left, right = _chunk(data, 0, 20).split(0)
+        assert len(left) == 0 and left.data.base is None
+
+    def test_rechunker_keeps_a_copy_of_the_rest(self) -> None:
+        """What the rechunker holds back is its own copy, not a view of the received chunk."""
+        rows = np.zeros(300, TIME_END_DTYPE)
+        rows["time"] = np.arange(300) * 5000
+        rows["endtime"] = rows["time"] + 100
+        rechunker = Rechunker(True, max_target_mb=100 * rows.itemsize / 1e6)
+        ready = rechunker.receive(_chunk(rows, 0, 2_000_000))
+        rest = rechunker.flush()
+        assert ready and rest
+        assert rest[0].data.base is None
+        assert sum(len(c) for c in ready + rest) == 300

@@ -223,6 +223,31 @@ class TestPipeline:
         assert [s for t, s in seen if t == "doubled"] == [i * CHUNK_NS for i in range(5)]
 
 
+class TestInflightLimit:
+    async def test_source_waits_for_earlier_chunks(self, tmp_path: Path) -> None:
+        """With a limit of 0 MB the source reads a chunk only once the previous one is gone."""
+        events: list[str] = []
+        registry = _registry()
+        store = FileStore(tmp_path, RUN, fsync=False)
+        with ThreadPoolExecutor(2) as pool:
+            pipeline = Pipeline(
+                registry,
+                store,
+                RUN,
+                ["groups"],
+                pool,
+                on_chunk=lambda t, c: events.append(t),
+                inflight_limit_mb=0,
+            )
+            pipeline._inflight.min_tracked_bytes = 1  # follow even these small chunks
+            await asyncio.wait_for(pipeline.run(), 60)
+        # Every pulses chunk is followed by its doubled chunk before the next pulses chunk.
+        order = [t for t in events if t in ("pulses", "doubled")]
+        assert order == ["pulses", "doubled"] * 5
+        groups = open_data(store.folder("groups", registry.lineage_hash("groups"))).load_all()
+        np.testing.assert_array_equal(groups, group_pulses(np.concatenate(make_pulses(5))))
+
+
 class TestMerge:
     def test_merge_follows_strax_rules(self) -> None:
         """Later inputs (depends_on order) win a clash; field order follows type names."""
