@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from straxd.core.compress import decompress_file_bytes
 from straxd.core.context import check_run_length
 from straxd.core.daqreader import ARTIFICIAL_DEADTIME_CHANNEL, RAW_RECORDS_TYPES
 from straxd.core.errors import BadInput, DataCorrupted, StraxdError
@@ -32,15 +33,15 @@ class CheckFailed(StraxdError):
     """The child's output does not pass the post-processing checks."""
 
 
-def work_dir(pre_dir: Path, run_id: str, host: str, epoch: int) -> Path:
-    """Where the child of one claim writes: unique to (run, host, epoch)."""
-    return pre_dir / WORK_DIRNAME / f"{run_id}.{host}.e{epoch}"
+def work_dir(root: Path, run_id: str, host: str, epoch: int, dirname: str = WORK_DIRNAME) -> Path:
+    """Where the work of one claim is written: unique to (run, host, epoch)."""
+    return root / dirname / f"{run_id}.{host}.e{epoch}"
 
 
-def stale_work_dirs(pre_dir: Path, host: str) -> list[Path]:
+def stale_work_dirs(root: Path, host: str, dirname: str = WORK_DIRNAME) -> list[Path]:
     """Every work folder of ``host`` (call only when no child of this host runs)."""
-    root = pre_dir / WORK_DIRNAME
-    return sorted(root.glob(f"*.{host}.e*")) if root.is_dir() else []
+    folder = root / dirname
+    return sorted(folder.glob(f"*.{host}.e*")) if folder.is_dir() else []
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,6 @@ def move_outputs(outputs: list[Output], destination: Path) -> list[Path]:
 
 def count_live_fragments(run_dir: Path, fragment_bytes: int, compressor: str) -> int:
     """Fragments in a run's live_data, each overlap counted once (``_post``, not ``_pre``)."""
-    from straxd.core.compress import decompress_file_bytes
-
     total = 0
     for directory in sorted(run_dir.iterdir()):
         if not directory.is_dir() or directory.name.endswith(("_pre", TEMP_SUFFIX)):

@@ -26,7 +26,7 @@ from straxd.core.daqlog import heartbeat
 from straxd.core.daqlog_mirror import DaqLogMirror
 from straxd.core.db import ensure_indexes, open_databases, utcnow
 from straxd.core.errors import StraxdError
-from straxd.core.finish import remove_tree
+from straxd.core.finish import remove_tree, stale_work_dirs, work_dir
 from straxd.core.leases import Lease, claim, renew
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve, wait_for_stop
 from straxd.core.logging import configure_logging, get_logger
@@ -182,7 +182,7 @@ class Restrax:
         return None
 
     async def _loop(self, stop: asyncio.Event) -> int:
-        for folder in sorted((self.options.output_dir / WORK_DIRNAME).glob(f"*.{self.host}.e*")):
+        for folder in stale_work_dirs(self.options.output_dir, self.host, WORK_DIRNAME):
             await asyncio.to_thread(
                 remove_tree, folder
             )  # leftovers of a crash (one restrax per host)
@@ -241,7 +241,7 @@ class Restrax:
                 for n in sorted(placed)
                 if (self.options.pre_dir / n).exists()
             ]
-            work = self.options.output_dir / WORK_DIRNAME / f"{run_id}.{self.host}.e{lease.epoch}"
+            work = work_dir(self.options.output_dir, run_id, self.host, lease.epoch, WORK_DIRNAME)
             await cleanup(self.dbs, lease, self.options, sources, work)
             self.log.info("cleanup_completed", run_id=run_id, removed=[p.name for p in sources])
 

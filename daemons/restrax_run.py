@@ -25,7 +25,7 @@ from straxd.core.child import ChildProcess
 from straxd.core.db import Databases, utcnow
 from straxd.core.errors import BadInput, DataCorrupted, LeaseLost, StraxdError
 from straxd.core.faults import fault_point
-from straxd.core.finish import remove_tree
+from straxd.core.finish import remove_tree, work_dir
 from straxd.core.leases import Lease, fenced_update
 from straxd.core.logging import get_logger
 from straxd.core.memory import rss_mb
@@ -70,8 +70,8 @@ class RestraxRun:
         self.options, self.config, self.lease_lost = options, config, lease_lost
         self.number = int(document["number"])
         self.run_id = f"{self.number:06d}"
-        self.work = (
-            options.output_dir / WORK_DIRNAME / f"{self.run_id}.{options.host}.e{lease.epoch}"
+        self.work = work_dir(
+            options.output_dir, self.run_id, options.host, lease.epoch, WORK_DIRNAME
         )
         self.log = get_logger(run_id=self.run_id, epoch=lease.epoch)
         self.memory: dict[str, float] = {}
@@ -86,7 +86,7 @@ class RestraxRun:
             self.log.warning("lease_lost", error=str(err))
             await asyncio.to_thread(remove_tree, self.work)
             return False
-        except (RestraxFailed, StraxdError, OSError) as err:
+        except (StraxdError, OSError) as err:  # RestraxFailed included
             await self._fail(str(err), traceback.format_exc(limit=3))
             return False
         except PyMongoError as err:
