@@ -116,6 +116,30 @@ def _gaps(time: np.ndarray, end: np.ndarray) -> np.ndarray:
     return result
 
 
+NO_END_BEFORE = np.iinfo(np.int64).min  # for ``gap_starts``: no rows came before
+
+
+def gap_starts(
+    time: np.ndarray, end: np.ndarray, end_before: int, split_gap_ns: int
+) -> tuple[np.ndarray, int]:
+    """Rows that start after a gap longer than ``split_gap_ns``, and the running maximum end.
+
+    The gap of a row is its start minus the latest end of every row before it, those of earlier
+    pieces included through ``end_before`` (their maximum end; ``NO_END_BEFORE`` for none).
+    numpy, not numba: restrax's worker calls only this, and compiling would cost it 50 MB.
+    """
+    if not len(time):
+        return np.zeros(0, dtype=np.int64), end_before
+    latest = np.empty(len(time), dtype=np.int64)  # latest end before each row
+    latest[0] = end_before
+    np.maximum.accumulate(end[:-1], out=latest[1:])
+    np.maximum(latest[1:], end_before, out=latest[1:])
+    starts = np.flatnonzero(time - latest > split_gap_ns)
+    if end_before == NO_END_BEFORE and len(starts) and starts[0] == 0:
+        starts = starts[1:]  # the very first row follows nothing
+    return starts.astype(np.int64), max(int(latest[-1]), int(end[-1]))
+
+
 def get_splits(
     data: np.ndarray, target_bytes: float, split_gap_ns: int = DEFAULT_CHUNK_SPLIT_NS
 ) -> np.ndarray:

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from straxd.core.chunk_stream import TEMP_SUFFIX
 from straxd.core.compress import decompress_file_bytes
 from straxd.core.context import check_run_length
 from straxd.core.daqreader import ARTIFICIAL_DEADTIME_CHANNEL, RAW_RECORDS_TYPES
 from straxd.core.errors import BadInput, DataCorrupted, StraxdError
 from straxd.core.rundoc import FILE_PROTOCOL, DataEntry
-from straxd.core.storage import TEMP_SUFFIX
 from straxd.core.storage_read import StoredData, open_data
 
 WORK_DIRNAME = ".straxd-work"  # hidden: strax's DataDirectory never scans it

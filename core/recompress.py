@@ -1,21 +1,22 @@
-"""Rechunk and recompress one stored data type, streaming, with memory near one target chunk.
+"""Rechunk and recompress one stored data type, streaming: memory near one source chunk.
 
-Rows from the source chunks are copied into one buffer of about the target size; when it is
-full, the buffer is cut at a quiet gap (strax's rule, ``get_splits``), the first part is
-compressed and written as one chunk, and the rest moves to the front. Memory therefore stays
-near one target chunk plus one source chunk, where concatenating chunks (strax's rechunker) needs
-about twice the target. The output keeps the source's lineage, so its folder name is the same.
+Each source chunk is decompressed into one reused array and its rows go straight into the
+compressor of the output chunk being written; nothing of the target's size is ever held. Output
+chunks are cut at quiet gaps (longer than strax's 1 µs split gap) with strax's rule: the gap
+nearest to the target size. Rows after the last gap below the target wait until the first gap
+beyond it shows which of the two is nearer; between such gaps there are rarely more than a few
+rows. The output keeps the source's lineage, so its folder name is the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import DEFAULT_CHUNK_SPLIT_NS, Chunk, endtime, get_splits
+from straxd.core.chunk import DEFAULT_CHUNK_SPLIT_NS, NO_END_BEFORE, Chunk, endtime, gap_starts
+from straxd.core.chunk_stream import ChunkStream
 from straxd.core.lineage import DataKey
 from straxd.core.storage import STRAX_METADATA_KEYS, ChunkWriter
 from straxd.core.storage_read import StoredData, open_data
@@ -38,36 +39,6 @@ class RecompressResult:
 def effective_target_mb(compressor: str, target_mb: float) -> float:
     """The target, capped for blosc's 2 GB limit."""
     return min(target_mb, BLOSC_MAX_TARGET_MB) if compressor == "blosc" else target_mb
-
-
-class _Buffer:
-    """Rows waiting to be written, in one preallocated array."""
-
-    def __init__(self, dtype: np.dtype[Any], capacity_rows: int) -> None:
-        self.data = np.zeros(max(capacity_rows, 1), dtype)
-        self.n = 0
-
-    def add(self, rows: np.ndarray) -> None:
-        needed = self.n + len(rows)
-        if needed > len(self.data):  # sized for target + largest chunk: only if a cut is late
-            grown = np.zeros(needed + len(rows), self.data.dtype)
-            grown[: self.n] = self.data[: self.n]
-            self.data = grown
-        self.data[self.n : needed] = rows
-        self.n = needed
-
-    def drop(self, n_rows: int) -> None:
-        """Forget the first ``n_rows`` (already written); the rest moves to the front."""
-        rest = self.n - n_rows
-        self.data[:rest] = self.data[n_rows : self.n]
-        self.n = rest
-
-
-def _cut(buffer: _Buffer, target_bytes: float) -> int | None:
-    """Rows to write now: the first gap-cut of the buffer, or None if there is none yet."""
-    rows = buffer.data[: buffer.n]
-    splits = get_splits(rows, target_bytes, DEFAULT_CHUNK_SPLIT_NS)
-    return int(splits[1]) if len(splits) > 1 else None
 
 
 def recompress(
@@ -100,36 +71,111 @@ def recompress(
 def _stream(
     stored: StoredData, writer: ChunkWriter, target_bytes: float
 ) -> tuple[int, int, int, int]:
-    meta, dtype = stored.metadata, stored.dtype
-    counts = [int(c.get("n", 0)) for c in meta["chunks"]] or [0]
-    # A target's worth plus one source chunk, never more than the data itself (a 5 GB target
-    # for a small run must not reserve 5 GB).
-    capacity = int(target_bytes // dtype.itemsize) + 1 + max(counts)
-    buffer = _Buffer(dtype, min(capacity, sum(counts)))
-    start = int(meta["chunks"][0]["start"]) if meta["chunks"] else int(meta.get("start", 0))
-    rows = bytes_in = chunks = 0
-    for chunk_i in range(stored.n_chunks):
-        chunk = stored.load_chunk(chunk_i)
-        bytes_in += chunk.data.nbytes
-        buffer.add(chunk.data)
-        del chunk
-        # Look for a cut only once a target's worth is waiting (the search scans the buffer).
-        while buffer.n * dtype.itemsize >= target_bytes and (n := _cut(buffer, target_bytes)):
-            end = int(buffer.data["time"][n]) - DEFAULT_CHUNK_SPLIT_NS // 2
-            # Written from a view of the buffer: compressed before the rest moves to the front.
-            writer.write(_chunk(stored, start, end, buffer.data[:n]))
-            buffer.drop(n)
-            start, rows, chunks = end, rows + n, chunks + 1
-    end = int(meta["chunks"][-1]["end"]) if meta["chunks"] else start
-    if buffer.n or not chunks:
-        writer.write(_chunk(stored, start, max(end, start), buffer.data[: buffer.n]))
-        rows, chunks = rows + buffer.n, chunks + 1
-    bytes_out = sum(int(c.get("filesize", 0)) for c in writer.metadata["chunks"])
-    return rows, chunks, bytes_in, bytes_out
-
-
-def _chunk(stored: StoredData, start: int, end: int, data: np.ndarray) -> Chunk:
     meta = stored.metadata
-    if len(data):
-        end = max(end, int(endtime(data).max()))
-    return Chunk(meta["data_type"], meta["data_kind"], meta["run_id"], start, end, data)
+    start = int(meta["chunks"][0]["start"]) if meta["chunks"] else int(meta.get("start", 0))
+    cutter = _Cutter(writer, max(1, int(target_bytes // stored.dtype.itemsize)), start)
+    buffer = stored.chunk_buffer()  # one source chunk, reused: rows never pile up
+    end_before, bytes_in = NO_END_BEFORE, 0
+    for chunk_i in range(stored.n_chunks):
+        rows = stored.load_chunk_into(chunk_i, buffer).data
+        bytes_in += rows.nbytes
+        gaps, end_before = gap_starts(rows["time"], endtime(rows), end_before, SPLIT_NS)
+        cutter.feed(rows, gaps)
+        cutter.keep_pending()  # before the buffer is loaded again
+    end = int(meta["chunks"][-1]["end"]) if meta["chunks"] else start
+    cutter.close(max(end, end_before))
+    bytes_out = sum(int(c.get("filesize", 0)) for c in writer.metadata["chunks"])
+    return cutter.rows, writer.n_chunks, bytes_in, bytes_out
+
+
+class _Cutter:
+    """Cuts a stream of rows into output chunks at gaps, writing each row as soon as it can.
+
+    Positions count rows from the start of the output chunk being written. ``last_gap`` is the
+    position of the latest gap at or below the target (0: none yet); rows after it are
+    ``pending``: they belong to this chunk or the next, decided at the first gap beyond the
+    target. Without such a gap every row is certain and written at once.
+    """
+
+    def __init__(self, writer: ChunkWriter, target_rows: int, start: int) -> None:
+        self.writer, self.target_rows, self.start = writer, target_rows, start
+        self.out: ChunkStream | None = None  # opened by the first row of each chunk
+        self.last_gap = 0
+        self.pending: list[np.ndarray] = []
+        self.rows = 0
+
+    @property
+    def position(self) -> int:
+        """Rows in the current output chunk, pending ones included."""
+        return (self.out.n if self.out else 0) + sum(len(p) for p in self.pending)
+
+    def feed(self, rows: np.ndarray, gaps: np.ndarray) -> None:
+        """Add ``rows``; ``gaps`` are the (sorted) indices of rows that follow a gap."""
+        while len(rows):
+            base = self.position
+            if base == 0 and len(gaps) and gaps[0] == 0:
+                gaps = gaps[1:]  # a chunk never ends before its first row
+            below = int(np.searchsorted(gaps, self.target_rows - base, side="right"))
+            if below:  # rows before the last gap within the target are this chunk's
+                cut = int(gaps[below - 1])
+                self._write(rows[:cut])
+                self.last_gap = base + cut
+                rows, gaps = rows[cut:], gaps[below:] - cut
+            elif not len(gaps):  # no decision possible yet
+                if self.last_gap:
+                    self.pending.append(rows)
+                else:
+                    self._write(rows)
+                return
+            elif self._nearer_is_last_gap(base + int(gaps[0])):
+                first = self.pending[0] if self.pending else rows
+                self._next_chunk(int(first["time"][0]))  # the pending rows open the next chunk
+            else:
+                beyond = int(gaps[0])
+                self._write(rows[:beyond])
+                self._next_chunk(int(rows["time"][beyond]))
+                rows, gaps = rows[beyond:], gaps[1:] - beyond
+
+    def _nearer_is_last_gap(self, beyond: int) -> bool:
+        """Whether to cut at ``last_gap`` rather than at ``beyond`` (a tie: the earlier one)."""
+        return bool(self.last_gap) and self.target_rows - self.last_gap <= beyond - self.target_rows
+
+    def _write(self, rows: np.ndarray | None = None) -> None:
+        """Write the pending rows, then ``rows``."""
+        for piece in [*self.pending, *([] if rows is None else [rows])]:
+            if len(piece):
+                if self.out is None:
+                    self.out = self.writer.open_stream()
+                self.out.write(piece)
+                self.rows += len(piece)
+        self.pending = []
+
+    def _next_chunk(self, next_time: int) -> None:
+        """End the chunk halfway into the gap before ``next_time``; pending rows move on."""
+        assert self.out is not None  # a cut always follows written rows
+        end = next_time - SPLIT_NS // 2
+        self.writer.commit_stream(self.out, self.start, end)
+        self.out, self.start, self.last_gap = None, end, 0
+        self._write()  # at the start of a chunk, no row is in doubt
+
+    def keep_pending(self) -> None:
+        """Copy the pending rows out of the source buffer, which is about to be reused."""
+        if self.pending:
+            self.pending = [np.concatenate(self.pending)]
+
+    def close(self, end: int) -> None:
+        """Write the last chunk, ending at ``end`` (or later, if its rows reach further)."""
+        self._write()
+        end = max(end, self.start)
+        if self.out is not None:
+            self.writer.commit_stream(self.out, self.start, end)
+            return
+        if not self.writer.n_chunks:  # no rows at all: one empty chunk, as strax stores it
+            meta = self.writer.metadata
+            empty = np.zeros(0, self.writer.dtype)
+            self.writer.write(
+                Chunk(meta["data_type"], meta["data_kind"], meta["run_id"], self.start, end, empty)
+            )
+
+
+SPLIT_NS = DEFAULT_CHUNK_SPLIT_NS

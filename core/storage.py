@@ -28,6 +28,7 @@ import numpy as np
 from bson import json_util
 
 from straxd.core.chunk import Chunk, endtime
+from straxd.core.chunk_stream import TEMP_SUFFIX, ChunkStream
 from straxd.core.compress import compress_array, get_codec
 from straxd.core.dtypes import remove_titles
 from straxd.core.errors import BadInput, ChunkError, OutputExists, StraxdError
@@ -36,7 +37,6 @@ from straxd.core.lineage import DataKey, check_run_id
 # The strax version we write as; strax only refuses data older than 0.9.0, and naming the
 # version whose format we reproduce lets any strax tool treat our folders as its own.
 STRAX_FORMAT_VERSION = "2.2.3"
-TEMP_SUFFIX = "_temp"
 Overwrite = Literal["never", "if_broken", "always"]
 STRAX_METADATA_KEYS = frozenset(
     {
@@ -156,6 +156,7 @@ class ChunkWriter:
         self.data_kind = data_kind
         self.fsync = fsync
         self.closed = False
+        self._stream: ChunkStream | None = None
         clash = sorted(STRAX_METADATA_KEYS & set(extra_metadata or {}))
         if clash:
             raise BadInput(f"{self.final_dir}: extra metadata may not set strax's keys {clash}")
@@ -226,33 +227,73 @@ class ChunkWriter:
 
     def commit(self, encoded: EncodedChunk) -> dict[str, Any]:
         """Store an encoded chunk as the next one and rewrite the metadata; returns its entry."""
-        if self.closed:
-            raise StraxdError(f"{self.temp_dir} is already closed")
-        chunk_i = self.n_chunks
-        info = {"chunk_i": chunk_i, **encoded.info}
-        if self.metadata["chunks"]:
-            previous_end = self.metadata["chunks"][-1]["end"]
-            if info["start"] != previous_end:
-                order = "overlaps" if info["start"] < previous_end else "leaves a gap after"
-                raise ChunkError(
-                    f"{self.temp_dir} chunk {chunk_i}: [{info['start']}, {info['end']}) "
-                    f"{order} the previous chunk ending at {previous_end} (chunks must be "
-                    "contiguous and in order)"
-                )
+        self._check_open()
+        info = {"chunk_i": self.n_chunks, **encoded.info}
+        self._check_contiguous(info)
         if encoded.payload is not None:
-            filename = f"{self.dirname.split('-', 1)[1]}-{chunk_i:06d}"
+            filename = self._chunk_filename()
             write_atomic(self.temp_dir / filename, encoded.payload, self.fsync)
             info.update(filename=filename, filesize=len(encoded.payload))
+        return self._append(info)
+
+    def open_stream(self) -> ChunkStream:
+        """The next chunk's file, to be written piece by piece and then ``commit_stream``-ed."""
+        self._check_open()
+        if self._stream is not None:
+            raise StraxdError(f"{self.temp_dir}: a chunk stream is already open")
+        self._stream = ChunkStream(
+            self.temp_dir / self._chunk_filename(), self.dtype, self.compressor, self.fsync
+        )
+        return self._stream
+
+    def commit_stream(self, stream: ChunkStream, start: int, end: int) -> dict[str, Any]:
+        """Finish the open chunk stream as the chunk [start, end) and rewrite the metadata."""
+        self._check_open()
+        if stream is not self._stream or stream.first is None or stream.last is None:
+            raise StraxdError(f"{self.temp_dir}: not the open chunk stream, or it has no rows")
+        info: dict[str, Any] = {
+            "chunk_i": self.n_chunks, "n": stream.n, "start": int(start), "end": int(end),
+            "run_id": self.key.run_id, "subruns": None, "nbytes": stream.nbytes,
+            "first_time": stream.first[0], "first_endtime": stream.first[1],
+            "last_time": stream.last[0], "last_endtime": stream.last[1],
+        }  # fmt: skip
+        self._check_contiguous(info)
+        if stream.first[0] < start or max(stream.first[1], stream.last[1]) > end:
+            raise ChunkError(f"{stream.path}: rows reach outside [{start}, {end})")
+        stream.finish()
+        self._stream = None
+        info.update(filename=stream.path.name, filesize=stream.filesize)
+        return self._append(info)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StraxdError(f"{self.temp_dir} is already closed")
+
+    def _chunk_filename(self) -> str:
+        return f"{self.dirname.split('-', 1)[1]}-{self.n_chunks:06d}"
+
+    def _check_contiguous(self, info: dict[str, Any]) -> None:
+        if not self.metadata["chunks"]:
+            return
+        previous_end = self.metadata["chunks"][-1]["end"]
+        if info["start"] != previous_end:
+            order = "overlaps" if info["start"] < previous_end else "leaves a gap after"
+            raise ChunkError(
+                f"{self.temp_dir} chunk {info['chunk_i']}: [{info['start']}, {info['end']}) "
+                f"{order} the previous chunk ending at {previous_end} (chunks must be "
+                "contiguous and in order)"
+            )
+
+    def _append(self, info: dict[str, Any]) -> dict[str, Any]:
         self.metadata["chunks"].append(info)
-        if chunk_i == 0:
+        if info["chunk_i"] == 0:
             self.metadata["start"] = info["start"]  # as strax, so followers see the start early
         self._flush()
         return info
 
     def write(self, chunk: Chunk) -> dict[str, Any]:
         """Check, compress and store one chunk, then rewrite the metadata; returns its entry."""
-        if self.closed:
-            raise StraxdError(f"{self.temp_dir} is already closed")
+        self._check_open()
         return self.commit(self.encode(chunk))
 
     def close(self, exception: BaseException | None = None) -> Path:
@@ -263,6 +304,9 @@ class ChunkWriter:
         if self.closed:
             raise StraxdError(f"{self.temp_dir} is already closed")
         self.closed = True
+        if self._stream is not None:  # a chunk being streamed when the writing failed
+            self._stream.abort()
+            exception = exception or StraxdError(f"{self.temp_dir}: closed mid-chunk")
         chunks = self.metadata["chunks"]
         no_chunks = None
         if exception is None and not chunks:

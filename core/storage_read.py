@@ -20,9 +20,10 @@ import numpy as np
 from bson import json_util
 
 from straxd.core.chunk import Chunk
+from straxd.core.chunk_stream import TEMP_SUFFIX
 from straxd.core.compress import decompress_file_into, get_codec
 from straxd.core.errors import BadInput, ChunkError, DataCorrupted, DataNotAvailable
-from straxd.core.storage import TEMP_SUFFIX, metadata_filename, run_metadata_path
+from straxd.core.storage import metadata_filename, run_metadata_path
 
 REQUIRED_KEYS = ("run_id", "data_type", "data_kind", "dtype", "compressor")
 REQUIRED_CHUNK_KEYS = ("n", "start", "end", "run_id")
@@ -157,16 +158,34 @@ class StoredData:
 
     def load_chunk(self, chunk_i: int) -> Chunk:
         """Load and check one chunk (empty chunks have no file and give an empty array)."""
+        self._check_index(chunk_i)
+        return self.load_chunk_into(chunk_i, self.chunk_buffer(chunk_i))
+
+    def _check_index(self, chunk_i: int) -> None:
         if not 0 <= chunk_i < self.n_chunks:
             raise IndexError(f"{self.metadata_path}: no chunk {chunk_i} in {self.n_chunks}")
-        info = self.metadata["chunks"][chunk_i]
+
+    def chunk_buffer(self, chunk_i: int | None = None) -> np.ndarray:
+        """An array for the rows of chunk ``chunk_i``, or of the largest chunk (None)."""
+        counts = [int(c["n"]) for c in self.metadata["chunks"]]
+        n_rows = max(counts, default=0) if chunk_i is None else counts[chunk_i]
         try:
-            data = np.empty(info["n"], dtype=self.dtype)
+            return np.empty(n_rows, dtype=self.dtype)
         except MemoryError:
             raise DataCorrupted(
-                f"{self.metadata_path}: chunk {chunk_i} announces {info['n']} rows, more than "
-                "fit in memory"
+                f"{self.metadata_path}: a chunk announces {n_rows} rows, more than fit in memory"
             ) from None
+
+    def load_chunk_into(self, chunk_i: int, buffer: np.ndarray) -> Chunk:
+        """Load one chunk into the front of ``buffer`` (see ``chunk_buffer``), to reuse it.
+
+        The chunk's data is a view of the buffer, valid until the buffer is loaded again.
+        """
+        self._check_index(chunk_i)
+        info = self.metadata["chunks"][chunk_i]
+        if len(buffer) < info["n"] or buffer.dtype != self.dtype:
+            raise ValueError(f"the buffer does not fit chunk {chunk_i} of {self.metadata_path}")
+        data = buffer[: info["n"]]
         if len(data):
             decompress_file_into(self.compressor, self._chunk_path(info, chunk_i), data)
         try:

@@ -373,3 +373,45 @@ class TestOverwrite:
         assert sorted(p.name for p in stale.iterdir()) == [meta_path(stale).name]
         writer.write(simple_chunks(1)[0])
         assert not (writer.close() / "junk").exists()
+
+
+class TestChunkStream:
+    """A chunk written piece by piece: the same entry as ``write``, a file strax reads."""
+
+    def rows(self, n: int) -> np.ndarray:
+        data = random_rows(TIME_END, n, seed=n)
+        data["time"] = T0_NS + 10 * np.arange(n)
+        data["endtime"] = data["time"] + 5
+        return data
+
+    @pytest.mark.parametrize("compressor", COMPRESSORS)
+    def test_same_entry_as_write(self, tmp_path: Path, compressor: str) -> None:
+        data = self.rows(3000)
+        chunk = Chunk("things", "things", RUN, T0_NS, T0_NS + 40_000, data)
+        whole = write_folder(tmp_path / "whole", [chunk], TIME_END, compressor)
+        key = DataKey(RUN, "things", lineage_of("things"))
+        with ChunkWriter(tmp_path / "streamed", key, TIME_END, "things", compressor) as writer:
+            stream = writer.open_stream()
+            for piece in np.array_split(data, 3):
+                stream.write(piece)
+            writer.commit_stream(stream, T0_NS, T0_NS + 40_000)
+        (a,), (b,) = (open_data(f).metadata["chunks"] for f in (whole, writer.final_dir))
+        assert {k: v for k, v in a.items() if k != "filesize"} == {
+            k: v for k, v in b.items() if k != "filesize"
+        }
+        assert strax.io.dry_load_files(str(writer.final_dir)).tobytes() == data.tobytes()
+
+    def test_misuse_and_failure(self, tmp_path: Path) -> None:
+        key = DataKey(RUN, "things", lineage_of("things"))
+        writer = ChunkWriter(tmp_path, key, TIME_END, "things", "zstd")
+        stream = writer.open_stream()
+        with pytest.raises(StraxdError, match="already open"):
+            writer.open_stream()
+        with pytest.raises(StraxdError, match="no rows"):
+            writer.commit_stream(stream, T0_NS, T0_NS + 1)
+        stream.write(self.rows(10))
+        with pytest.raises(ChunkError, match="outside"):
+            writer.commit_stream(stream, T0_NS, T0_NS + 50)  # the last row ends at +95
+        assert writer.close(RuntimeError("reader died")) == writer.temp_dir
+        assert [p.name for p in writer.temp_dir.iterdir()] == [writer.metadata_path.name]
+        assert "reader died" in open_data(writer.temp_dir).metadata["exception"]
