@@ -28,17 +28,30 @@ from straxd.core.db import ensure_indexes, open_databases, utcnow
 from straxd.core.errors import StraxdError
 from straxd.core.finish import remove_tree, stale_work_dirs, work_dir
 from straxd.core.leases import Lease, claim, renew
-from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve, wait_for_stop
+from straxd.core.lifecycle import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ServiceRun,
+    serve,
+    wait_for_stop,
+)
 from straxd.core.logging import configure_logging, get_logger
 from straxd.core.restrax_config import LEGACY_KEYS, RestraxConfig
 from straxd.core.settings import Settings, settings_for_cli
+from straxd.daemons.restrax_dryrun import DryRunOptions, run_dry
 from straxd.daemons.restrax_run import WORK_DIRNAME, RestraxOptions, RestraxRun, cleanup
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (``restrax --help``)."""
     parser = argparse.ArgumentParser(prog="restrax", description=__doc__.splitlines()[0])
-    parser.add_argument("--production", action="store_true", help="required: claim and rewrite")
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="claim runs, move, register and remove sources (default: test mode, a dry run "
+        "into --test_output that only reads the database)",
+    )
     parser.add_argument("--process", type=int, metavar="N", help="handle run N only, then exit")
     parser.add_argument("--once", action="store_true", help="handle what is waiting, then exit")
     parser.add_argument("--bypass_mode", action="store_true", help="only move, never rewrite")
@@ -62,7 +75,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--input_folder",
         type=Path,
         default=None,
-        help="the original's test-mode input; refused with --production",
+        help="test mode: folders to read (default STRAXD_PRE_DIR); refused with --production",
+    )
+    parser.add_argument(
+        "--test_output",
+        type=Path,
+        default=Path("restrax"),
+        help="test mode: where the rewritten copies go (default ./restrax)",
     )
     parser.add_argument(
         "--undying",
@@ -74,8 +93,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.production and args.input_folder is not None:
         parser.error("--input_folder is for test mode; with --production input is STRAXD_PRE_DIR")
-    if not args.production:
-        parser.error("only --production is implemented: restrax rewrites registered runs")
     if args.max_threads is not None and args.max_threads < 1:
         parser.error("--max_threads must be at least 1")
     return args
@@ -283,8 +300,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     mirror = DaqLogMirror(f"restrax_{settings.host}")
     configure_logging(
-        "restrax", settings.host, level="debug" if args.debug else "info", processors=[mirror]
+        "restrax",
+        settings.host,
+        level="debug" if args.debug else "info",
+        processors=[mirror] if args.production else [],  # test mode writes nothing to daq.log
     )
+
+    if not args.production:
+        return serve("restrax", settings.lock_path("restrax-test"), _dry_run(settings, args))
 
     async def _run(stop: asyncio.Event) -> int:
         daemon = Restrax(settings, args)
@@ -299,6 +322,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 await asyncio.wait_for(daemon.dbs.close(), 10)
 
     return serve("restrax", settings.lock_path("restrax"), _run)
+
+
+def _dry_run(settings: Settings, args: argparse.Namespace) -> ServiceRun:
+    """Test mode: read-only database, output only into ``--test_output``."""
+    options = DryRunOptions(
+        input_dir=args.input_folder or settings.pre_dir,
+        output_dir=args.test_output.resolve(),
+        state_dir=settings.state_dir,
+        process=args.process,
+        deep_compare=args.deep_compare,
+        ignore_checks=args.ignore_checks,
+    )
+
+    async def _run(stop: asyncio.Event) -> int:
+        dbs = open_databases(
+            settings.runs_uri(), settings.daq_uri(), settings.runs_db, settings.daq_db
+        )
+        source = ConfigSource(
+            dbs.config_collection("restrax"), "restrax", RestraxConfig, LEGACY_KEYS
+        )
+        try:
+            return await run_dry(dbs, source, options, stop)
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(dbs.close(), 10)
+
+    return _run
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,54 +176,17 @@ class RestraxRun:
 
     # ------------------------------------------------------------------ rewriting
     async def _rewrite(self, run: RunDoc, items: list[Item]) -> None:
-        self.work.mkdir(parents=True, exist_ok=True)
-        plan = self.work / "plan.json"
-        result_path = self.work / "result.json"
-        plan.write_text(
-            json.dumps(
-                {
-                    "work": str(self.work),
-                    "max_threads": self.config.max_threads,
-                    "deep_compare": self.options.deep_compare or self.config.deep_compare,
-                    "ignore_checks": self.options.ignore_checks,
-                    "entries": [i.plan_entry() for i in items],
-                }
-            )
+        log_path = (
+            self.options.state_dir / "runs" / f"{self.run_id}-restrax-e{self.lease.epoch}.log"
         )
-        child = ChildProcess(
-            [sys.executable, "-m", "straxd.daemons.restrax_worker", str(plan), str(result_path)],
-            self.options.state_dir / "runs" / f"{self.run_id}-restrax-e{self.lease.epoch}.log",
+        deep = self.options.deep_compare or self.config.deep_compare
+        worker = Worker(
+            self.work, log_path, self.config.max_threads, deep, self.options.ignore_checks
         )
-        await child.start()
-        samples: list[float] = []
-        waiting = asyncio.ensure_future(child.wait())
-        lost = asyncio.ensure_future(self.lease_lost.wait())
-        try:
-            while not waiting.done():
-                await asyncio.wait(
-                    [waiting, lost], timeout=1.0, return_when=asyncio.FIRST_COMPLETED
-                )
-                if lost.done() and not waiting.done():
-                    await child.stop(10.0)
-                    raise LeaseLost(f"run {self.number}: restrax lease lost while rewriting")
-                if child.pid and (rss := rss_mb(child.pid)) is not None:
-                    samples.append(rss)
-        finally:
-            lost.cancel()
-        code = waiting.result()
-        result = json.loads(result_path.read_text()) if result_path.exists() else {"entries": []}
-        if samples or result.get("peak_rss_mb"):
-            peak = max([*samples, float(result.get("peak_rss_mb") or 0)])
-            self.memory = {"avg": round(sum(samples) / max(len(samples), 1), 1), "max": peak}
-        errors = [e["error"] for e in result["entries"] if "error" in e]
-        if code != 0 or errors:
-            raise RestraxFailed(
-                "; ".join(errors) or f"worker exited {code}: {child.failure_text()}"
-            )
-        by_type = {e["type"]: e for e in result["entries"]}
-        for item in items:
-            done = by_type[item.data_type]
-            item.rewritten = Path(done["folder"])
+        if not await worker.rewrite(items, abort=self.lease_lost):
+            raise LeaseLost(f"run {self.number}: restrax lease lost while rewriting")
+        self.memory = worker.memory
+        for item, done in zip(items, worker.done, strict=True):
             self.log.info(
                 "rewritten",
                 data_type=item.data_type,
@@ -300,3 +263,61 @@ async def cleanup(
             await asyncio.to_thread(remove_tree, resolved)
     await asyncio.to_thread(remove_tree, work)
     await fenced_update(dbs.runs, lease, {"$set": {"restrax.phase": "done"}})
+
+
+@dataclass
+class Worker:
+    """restrax_worker as a child process: rewrite and verify items into ``work``."""
+
+    work: Path
+    log_path: Path
+    max_threads: int
+    deep_compare: bool
+    ignore_checks: bool
+    memory: dict[str, float] = field(default_factory=dict)  # avg and max RSS, MB
+    done: list[dict[str, Any]] = field(default_factory=list)  # the worker's result per item
+
+    async def rewrite(self, items: list[Item], abort: asyncio.Event) -> bool:
+        """Rewrite ``items`` (setting ``item.rewritten``); False if ``abort`` stopped it.
+
+        A failed rewrite or verification raises RestraxFailed naming the folders.
+        """
+        self.work.mkdir(parents=True, exist_ok=True)
+        plan, result_path = self.work / "plan.json", self.work / "result.json"
+        plan.write_text(json.dumps({
+            "work": str(self.work), "max_threads": self.max_threads,
+            "deep_compare": self.deep_compare, "ignore_checks": self.ignore_checks,
+            "entries": [i.plan_entry() for i in items],
+        }))  # fmt: skip
+        child = ChildProcess(
+            [sys.executable, "-m", "straxd.daemons.restrax_worker", str(plan), str(result_path)],
+            self.log_path,
+        )
+        await child.start()
+        samples: list[float] = []
+        waiting = asyncio.ensure_future(child.wait())
+        stopped = asyncio.ensure_future(abort.wait())
+        try:
+            while not waiting.done():
+                await asyncio.wait([waiting, stopped], timeout=1.0, return_when="FIRST_COMPLETED")
+                if stopped.done() and not waiting.done():
+                    await child.stop(10.0)
+                    return False
+                if child.pid and (rss := rss_mb(child.pid)) is not None:
+                    samples.append(rss)
+        finally:
+            stopped.cancel()
+        result = json.loads(result_path.read_text()) if result_path.exists() else {"entries": []}
+        if samples or result.get("peak_rss_mb"):
+            peak = max([*samples, float(result.get("peak_rss_mb") or 0)])
+            self.memory = {"avg": round(sum(samples) / max(len(samples), 1), 1), "max": peak}
+        errors = [e["error"] for e in result["entries"] if "error" in e]
+        if waiting.result() != 0 or errors:
+            raise RestraxFailed(
+                "; ".join(errors) or f"worker exited {waiting.result()}: {child.failure_text()}"
+            )
+        by_type = {e["type"]: e for e in result["entries"]}
+        self.done = [by_type[item.data_type] for item in items]
+        for item, done in zip(items, self.done, strict=True):
+            item.rewritten = Path(done["folder"])
+        return True

@@ -150,11 +150,17 @@ class Daq:
         )  # fmt: skip
 
     def restrax(
-        self, name: str, *args: str, env: dict[str, str] | None = None, timeout_s: float = 300
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 300,
+        production: bool = True,
     ) -> subprocess.CompletedProcess[str]:
         """Run restrax for host ``name`` to completion (its pre folder is bootstrax's)."""
+        mode = ["--production"] if production else []
         return subprocess.run(
-            [sys.executable, "-m", "straxd.daemons.restrax", "--production", *args],
+            [sys.executable, "-m", "straxd.daemons.restrax", *mode, *args],
             env={**self.env, "STRAXD_HOST": name, "STRAXD_PRE_DIR": str(self.root / f"pre-{name}"),
                  "STRAXD_OUTPUT_DIR": str(self.root / f"processed-{name}"),
                  "STRAXD_UNREGISTERED_DIR": str(self.root / f"unregistered-{name}"),

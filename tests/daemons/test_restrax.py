@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 from pathlib import Path
 
@@ -259,3 +260,52 @@ def test_move_across_filesystems_copies_checks_deletes(tmp_path: Path, monkeypat
     monkeypatch.setattr(restrax_place.os, "rename", rename)
     restrax_place._move(source, target)
     assert not source.exists() and len(strax.io.dry_load_files(str(target))) == 300
+
+
+class TestDryRun:
+    """Without --production: rewrites into --test_output, reads the database, changes nothing."""
+
+    def test_changes_nothing_but_its_output(self, daq: Daq) -> None:
+        before = {96: processed(daq, 96), 97: processed(daq, 97)}
+        runs_before = {n: daq.run(n) for n in before}
+        pre = daq.root / "pre-eb1"
+        pre_before = sorted((p.name, p.stat().st_mtime_ns) for p in pre.iterdir())
+        log_before = daq.daq["log"].count_documents({})
+        out = daq.root / "test-out"
+        first = daq.restrax("eb1", "--process", "96", "--test_output", str(out), production=False)
+        assert first.returncode == 0, first.stdout[-3000:]
+        assert {p.name[:6] for p in out.iterdir()} == {"000096"}
+        second = daq.restrax("eb1", "--test_output", str(out), production=False)  # every run
+        assert second.returncode == 0, second.stdout[-3000:]
+        moved = {
+            (e["run_id"], e["data_type"])
+            for e in map(json.loads, (first.stdout + second.stdout).splitlines())
+            if e.get("event") == "would_move"
+        }
+        assert '"would_register"' in second.stdout and moved
+        for number, rows_before in before.items():
+            copies = [p for p in out.iterdir() if p.name.startswith(f"{number:06d}-")]
+            rewritten = {p.name.split("-")[1] for p in copies}
+            assert "raw_records" in rewritten and rewritten.isdisjoint(t for _, t in moved)
+            assert rewritten | {t for r, t in moved if r == f"{number:06d}"} == set(rows_before)
+            for copy in copies:
+                rows = strax.io.dry_load_files(str(copy))
+                assert rows.tobytes() == rows_before[copy.name.split("-")[1]].tobytes()
+            assert daq.run(number) == runs_before[number]  # not a field written
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in pre.iterdir()) == pre_before
+        assert daq.daq["log"].count_documents({}) == log_before
+        third = daq.restrax("eb1", "--test_output", str(out), production=False)
+        assert third.returncode == 0 and '"rewritten"' not in third.stdout  # already there
+
+    def test_bad_input(self, daq: Daq) -> None:
+        out = str(daq.root / "test-out")
+        (daq.root / "pre-eb1").mkdir()
+        missing = daq.restrax("eb1", "--process", "5", "--test_output", out, production=False)
+        assert missing.returncode == 1 and '"no_data"' in missing.stdout
+        nowhere = daq.restrax(
+            "eb1", "--input_folder", str(daq.root / "nope"), "--test_output", out,
+            production=False,
+        )  # fmt: skip
+        assert nowhere.returncode == 2 and "does not exist" in nowhere.stdout
+        both = daq.restrax("eb1", "--input_folder", str(daq.root), production=True)
+        assert both.returncode == 2 and "--input_folder is for test mode" in both.stderr
