@@ -132,6 +132,19 @@ class TestBadInput:
             if e["type"] != "peaklets"
         )
 
+    def test_unreadable_metadata_fails_and_keeps_everything(self, daq: Daq) -> None:
+        processed(daq, 85)
+        entry = next(e for e in daq.processed_entries(85) if e["type"] == "raw_records")
+        (meta,) = Path(entry["location"]).glob("*-metadata.json")
+        meta.write_text('{"chunks": [')  # cut short, as by a full disk
+        done = daq.restrax("eb1", "--once")
+        assert done.returncode == 1
+        rx = daq.run(85)["restrax"]
+        assert rx["state"] == "failed" and "metadata unreadable" in rx["reason"]
+        assert meta.name in rx["reason"] and daq.run(85)["status"] == "eb_finished_pre"
+        assert all(Path(e["location"]).is_dir() for e in daq.processed_entries(85))
+        assert not list((daq.root / "processed-eb1").glob("000085-*"))
+
     def test_corrupted_chunk_fails_verification_sources_kept(self, daq: Daq) -> None:
         processed(daq, 87)
         entry = next(e for e in daq.processed_entries(87) if e["type"] == "raw_records")
