@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from straxd.core.chunk import endtime
-from straxd.core.compress import stream_encoder
+from straxd.core.compress_stream import stream_encoder
 from straxd.core.dtypes import remove_titles
 from straxd.core.errors import BadInput, StraxdError
 

@@ -173,15 +173,23 @@ class _Sink:
 
 def _decode_stream(decoder: _Decoder, pieces: Iterable[Buffer], sink: _Sink) -> None:
     """Feed compressed pieces through the decoder into the sink; check the stream is whole."""
+    for out in _decoded(decoder, pieces, lambda: sink.room):
+        sink.write(out)
+
+
+def _decoded(
+    decoder: _Decoder, pieces: Iterable[Buffer], room: Callable[[], int]
+) -> Iterator[bytes]:
+    """The decoder's outputs, each at most ``room()`` bytes where it can bound them."""
     for piece in pieces:
         if decoder.eof:
             # Decoders differ after the end (one raises, one ignores input): decide here.
             if len(piece):
                 raise ValueError("unexpected bytes after the end of the stream")
             continue
-        sink.write(decoder.feed(piece, sink.room))
+        yield decoder.feed(piece, room())
         while decoder.pending:
-            sink.write(decoder.feed(b"", sink.room))
+            yield decoder.feed(b"", room())
     if not decoder.eof:
         raise ValueError("the compressed stream ends before it is complete (truncated?)")
     if decoder.unused:
@@ -239,63 +247,6 @@ class Codec:
             _decode_stream(_STREAM_DECODERS[self.name](), pieces, sink)
 
 
-class StreamEncoder(Protocol):
-    """A compressor fed in pieces: the concatenated outputs are one file of the codec."""
-
-    def compress(self, data: Buffer) -> bytes:
-        """Output ready after ``data`` (possibly b"")."""
-
-    def flush(self) -> bytes:
-        """The rest of the output; the encoder is finished afterwards."""
-
-
-class _Lz4Encoder:
-    """An lz4 frame with python-lz4's defaults, like ``lz4.frame.compress``, without the size."""
-
-    def __init__(self) -> None:
-        self._c = lz4.frame.LZ4FrameCompressor()
-        self._head: bytes = self._c.begin()
-
-    def compress(self, data: Buffer) -> bytes:
-        out: bytes = self._head + self._c.compress(data)
-        self._head = b""
-        return out
-
-    def flush(self) -> bytes:
-        out: bytes = self._head + self._c.flush()
-        return out
-
-
-class _BloscEncoder:
-    """blosc has no streaming form: the pieces are kept and compressed together at the end."""
-
-    def __init__(self) -> None:
-        self._pieces = bytearray()
-
-    def compress(self, data: Buffer) -> bytes:
-        self._pieces += data
-        return b""
-
-    def flush(self) -> bytes:
-        out, self._pieces = _blosc_compress(self._pieces), bytearray()
-        return out
-
-
-_STREAM_ENCODERS: dict[str, Callable[[], StreamEncoder]] = {
-    # threads=1 as in _zstd_compress: zstd compresses in its own thread while the caller
-    # produces the next piece. The frame has no content size; strax and we decode it streaming.
-    "zstd": lambda: zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=1).compressobj(),
-    "lz4": _Lz4Encoder,
-    "bz2": lambda: bz2.BZ2Compressor(9),
-    "blosc": _BloscEncoder,
-}
-
-
-def stream_encoder(name: str) -> StreamEncoder:
-    """A fresh encoder for one file of compressor ``name`` (decoded by strax as any other)."""
-    return _STREAM_ENCODERS[get_codec(name).name]()
-
-
 CODECS: dict[str, Codec] = {
     "zstd": Codec("zstd", _zstd_compress),
     "lz4": Codec("lz4", _lz4_compress),
@@ -328,12 +279,13 @@ def _pieces_of(data: memoryview) -> Iterator[memoryview]:
         yield data[offset : offset + READ_PIECE_BYTES]
 
 
-def _file_pieces(path: Path) -> Iterator[bytes]:
+def _file_pieces(path: Path, piece_bytes: int | None = None) -> Iterator[bytes]:
     """The file in pieces; an unreadable file is told apart from undecodable content here."""
+    piece_bytes = piece_bytes or READ_PIECE_BYTES
     try:
         with path.open("rb") as handle:
-            yield handle.read(READ_PIECE_BYTES)
-            while piece := handle.read(READ_PIECE_BYTES):
+            yield handle.read(piece_bytes)
+            while piece := handle.read(piece_bytes):
                 yield piece
     except FileNotFoundError:
         raise DataCorrupted(f"{path}: chunk file is missing") from None
@@ -388,3 +340,59 @@ def _size(n_bytes: int, row_bytes: int) -> str:
     if n_bytes % row_bytes:
         return f"{n_bytes} bytes (not a whole number of {row_bytes}-byte rows)"
     return f"{n_bytes} bytes ({n_bytes // row_bytes} rows)"
+
+
+def decompress_file_rows(
+    name: str, path: Path | str, n_rows: int, buffer: np.ndarray
+) -> Iterator[np.ndarray]:
+    """The ``n_rows`` rows of the file at ``path``, decoded piece by piece into ``buffer``.
+
+    Each piece is a view of the front of ``buffer`` (whose dtype gives the rows), full except
+    the last, valid until the next piece is asked for: a chunk of any size is read with the
+    memory of the buffer (blosc, which has no streaming form, needs the whole chunk once). Bad
+    content or another number of rows is DataCorrupted naming the file.
+    """
+    path = Path(path)
+    codec, row_bytes = get_codec(name, str(path)), buffer.itemsize
+    capacity = len(buffer) * row_bytes
+    raw = buffer.reshape(-1).view(np.uint8)
+    filled = total = 0
+    try:
+        for out in _file_decoded(codec, path):
+            view = memoryview(out).cast("B")
+            while len(view):
+                take = min(capacity - filled, len(view))
+                if total + take > n_rows * row_bytes:
+                    raise _SizeMismatch(total + take, exact=False)
+                raw[filled : filled + take] = view[:take]
+                view, filled, total = view[take:], filled + take, total + take
+                if filled == capacity:
+                    yield buffer
+                    filled = 0
+    except _SizeMismatch:
+        raise DataCorrupted(
+            f"{path}: decompresses to more than {_size(n_rows * row_bytes, row_bytes)}, "
+            "which the metadata announces"
+        ) from None
+    except DataCorrupted:
+        raise
+    except Exception as err:  # every library has its own error types for bad input
+        raise DataCorrupted(f"{path}: cannot decompress as {name}: {err}") from err
+    if total != n_rows * row_bytes:
+        raise DataCorrupted(
+            f"{path}: decompresses to {_size(total, row_bytes)} but the metadata announces "
+            f"{_size(n_rows * row_bytes, row_bytes)}"
+        )
+    if filled:
+        yield buffer[: filled // row_bytes]
+
+
+def _file_decoded(codec: Codec, path: Path) -> Iterator[Buffer]:
+    """Decoded bytes of a file in pieces; small reads, as zstd cannot bound its output."""
+    if codec.name == "blosc":
+        sink = _Sink(None)
+        _decode_blosc(_file_pieces(path), sink)
+        yield sink.grown
+        return
+    pieces = _file_pieces(path, max(1, READ_PIECE_BYTES // 8))
+    yield from _decoded(_STREAM_DECODERS[codec.name](), pieces, lambda: OUTPUT_PIECE_BYTES)

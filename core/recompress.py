@@ -1,7 +1,8 @@
-"""Rechunk and recompress one stored data type, streaming: memory near one source chunk.
+"""Rechunk and recompress one stored data type, streaming: memory independent of chunk sizes.
 
-Each source chunk is decompressed into one reused array and its rows go straight into the
-compressor of the output chunk being written; nothing of the target's size is ever held. Output
+Source chunks are decoded piece by piece into one reused 16 MB array and the rows go straight
+into the compressor of the output chunk being written; neither a source chunk nor a target's
+worth of rows is ever held. Output
 chunks are cut at quiet gaps (longer than strax's 1 µs split gap) with strax's rule: the gap
 nearest to the target size. Rows after the last gap below the target wait until the first gap
 beyond it shows which of the two is nearer; between such gaps there are rarely more than a few
@@ -23,6 +24,8 @@ from straxd.core.storage_read import StoredData, open_data
 
 # blosc cannot compress buffers over 2 GB; targets for it stay below.
 BLOSC_MAX_TARGET_MB = 1500.0
+# Source rows are decoded this many bytes at a time, whatever the size of the source chunks.
+PIECE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,14 @@ def _stream(
     meta = stored.metadata
     start = int(meta["chunks"][0]["start"]) if meta["chunks"] else int(meta.get("start", 0))
     cutter = _Cutter(writer, max(1, int(target_bytes // stored.dtype.itemsize)), start)
-    buffer = stored.chunk_buffer()  # one source chunk, reused: rows never pile up
+    buffer = np.empty(max(1, PIECE_BYTES // stored.dtype.itemsize), stored.dtype)
     end_before, bytes_in = NO_END_BEFORE, 0
     for chunk_i in range(stored.n_chunks):
-        rows = stored.load_chunk_into(chunk_i, buffer).data
-        bytes_in += rows.nbytes
-        gaps, end_before = gap_starts(rows["time"], endtime(rows), end_before, SPLIT_NS)
-        cutter.feed(rows, gaps)
-        cutter.keep_pending()  # before the buffer is loaded again
+        for rows in stored.iter_chunk_rows(chunk_i, buffer):
+            bytes_in += rows.nbytes
+            gaps, end_before = gap_starts(rows["time"], endtime(rows), end_before, SPLIT_NS)
+            cutter.feed(rows, gaps)
+            cutter.keep_pending()  # before the buffer is filled again
     end = int(meta["chunks"][-1]["end"]) if meta["chunks"] else start
     cutter.close(max(end, end_before))
     bytes_out = sum(int(c.get("filesize", 0)) for c in writer.metadata["chunks"])
@@ -160,8 +163,9 @@ class _Cutter:
 
     def keep_pending(self) -> None:
         """Copy the pending rows out of the source buffer, which is about to be reused."""
-        if self.pending:
-            self.pending = [np.concatenate(self.pending)]
+        # Only views are copied (an array that owns its rows has no base): rows waiting through
+        # many pieces are copied once, not once per piece.
+        self.pending = [p if p.base is None else p.copy() for p in self.pending]
 
     def close(self, end: int) -> None:
         """Write the last chunk, ending at ``end`` (or later, if its rows reach further)."""

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from bson import json_util
 
-from straxd.core.chunk import Chunk
+from straxd.core.chunk import Chunk, endtime
 from straxd.core.chunk_stream import TEMP_SUFFIX
-from straxd.core.compress import decompress_file_into, get_codec
+from straxd.core.compress import decompress_file_into, decompress_file_rows, get_codec
 from straxd.core.errors import BadInput, ChunkError, DataCorrupted, DataNotAvailable
 from straxd.core.storage import metadata_filename, run_metadata_path
 
@@ -158,34 +158,14 @@ class StoredData:
 
     def load_chunk(self, chunk_i: int) -> Chunk:
         """Load and check one chunk (empty chunks have no file and give an empty array)."""
-        self._check_index(chunk_i)
-        return self.load_chunk_into(chunk_i, self.chunk_buffer(chunk_i))
-
-    def _check_index(self, chunk_i: int) -> None:
-        if not 0 <= chunk_i < self.n_chunks:
-            raise IndexError(f"{self.metadata_path}: no chunk {chunk_i} in {self.n_chunks}")
-
-    def chunk_buffer(self, chunk_i: int | None = None) -> np.ndarray:
-        """An array for the rows of chunk ``chunk_i``, or of the largest chunk (None)."""
-        counts = [int(c["n"]) for c in self.metadata["chunks"]]
-        n_rows = max(counts, default=0) if chunk_i is None else counts[chunk_i]
+        info = self._info(chunk_i)
         try:
-            return np.empty(n_rows, dtype=self.dtype)
+            data = np.empty(info["n"], dtype=self.dtype)
         except MemoryError:
             raise DataCorrupted(
-                f"{self.metadata_path}: a chunk announces {n_rows} rows, more than fit in memory"
+                f"{self.metadata_path}: chunk {chunk_i} announces {info['n']} rows, more than "
+                "fit in memory"
             ) from None
-
-    def load_chunk_into(self, chunk_i: int, buffer: np.ndarray) -> Chunk:
-        """Load one chunk into the front of ``buffer`` (see ``chunk_buffer``), to reuse it.
-
-        The chunk's data is a view of the buffer, valid until the buffer is loaded again.
-        """
-        self._check_index(chunk_i)
-        info = self.metadata["chunks"][chunk_i]
-        if len(buffer) < info["n"] or buffer.dtype != self.dtype:
-            raise ValueError(f"the buffer does not fit chunk {chunk_i} of {self.metadata_path}")
-        data = buffer[: info["n"]]
         if len(data):
             decompress_file_into(self.compressor, self._chunk_path(info, chunk_i), data)
         try:
@@ -201,6 +181,34 @@ class StoredData:
             )
         except ChunkError as err:
             raise DataCorrupted(f"{self._chunk_path(info, chunk_i)}: {err}") from None
+
+    def _info(self, chunk_i: int) -> dict[str, Any]:
+        if not 0 <= chunk_i < self.n_chunks:
+            raise IndexError(f"{self.metadata_path}: no chunk {chunk_i} in {self.n_chunks}")
+        info: dict[str, Any] = self.metadata["chunks"][chunk_i]
+        return info
+
+    def iter_chunk_rows(self, chunk_i: int, buffer: np.ndarray) -> Iterator[np.ndarray]:
+        """The rows of one chunk in pieces decoded into ``buffer`` (see decompress_file_rows).
+
+        Each piece is checked against the chunk's bounds, as ``load_chunk`` checks the chunk.
+        """
+        info = self._info(chunk_i)
+        if not info["n"]:
+            return
+        path = self._chunk_path(info, chunk_i)
+        first = True
+        for rows in decompress_file_rows(self.compressor, path, info["n"], buffer):
+            start = int(rows["time"][0])
+            if first and start < info["start"]:
+                raise DataCorrupted(
+                    f"{path}: first row starts at {start}, before the chunk ({info['start']})"
+                )
+            last_end = int(endtime(rows).max())
+            if last_end > info["end"]:
+                raise DataCorrupted(f"{path}: a row ends at {last_end}, after the chunk")
+            first = False
+            yield rows
 
     def _chunk_path(self, info: dict[str, Any], chunk_i: int) -> Path:
         # strax's own loader uses ``filename``; the name it would have is the fallback.

@@ -17,6 +17,7 @@ from straxd.core.compress import (
     compress_array,
     decompress_file_bytes,
     decompress_file_into,
+    decompress_file_rows,
     get_codec,
 )
 from straxd.core.errors import BadInput, DataCorrupted
@@ -63,12 +64,25 @@ class TestSameBytesAsStrax:
         assert compress_array("blosc", data)[:4] == b"\x02\x01\x00\x08"
 
 
+def rows_in_pieces(name: str, path: Path, n: int, buffer_rows: int) -> np.ndarray:
+    """``decompress_file_rows`` through a buffer of ``buffer_rows``: every piece, joined."""
+    buffer = np.empty(buffer_rows, ROW)
+    pieces = [p.copy() for p in decompress_file_rows(name, path, n, buffer)]
+    assert all(len(p) == buffer_rows for p in pieces[:-1]) and all(len(p) for p in pieces)
+    return np.concatenate(pieces) if pieces else np.zeros(0, ROW)
+
+
 class TestStreamingDecompression:
     @pytest.mark.parametrize("name", NAMES)
     @settings(
         max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
     )
-    @given(n=st.integers(1, 2000), piece=st.integers(1, 700), out_piece=st.integers(1, 5000))
+    @given(
+        n=st.integers(1, 2000),
+        piece=st.integers(1, 700),
+        out_piece=st.integers(1, 5000),
+        buffer_rows=st.integers(1, 2500),
+    )
     def test_small_pieces(
         self,
         tmp_path: Path,
@@ -77,6 +91,7 @@ class TestStreamingDecompression:
         n: int,
         piece: int,
         out_piece: int,
+        buffer_rows: int,
     ) -> None:
         """Reading and decoding in tiny pieces gives the same rows as strax's loader."""
         monkeypatch.setattr(compress, "READ_PIECE_BYTES", piece)
@@ -88,6 +103,7 @@ class TestStreamingDecompression:
         decompress_file_into(name, path, out)
         assert out.tobytes() == strax.io.load_file(str(path), name, ROW).tobytes()
         assert decompress_file_bytes(name, path.read_bytes(), str(path)) == data.tobytes()
+        assert rows_in_pieces(name, path, n, buffer_rows).tobytes() == data.tobytes()
 
     @pytest.mark.parametrize("name", ["zstd", "lz4", "bz2"])
     def test_trailing_bytes_in_a_later_piece(
@@ -145,6 +161,8 @@ class TestErrors:
             decompress_file_into(name, path, np.empty(5000, ROW))
         with pytest.raises(DataCorrupted, match=f"^{path}: {match} as {name}"):
             decompress_file_bytes(name, path.read_bytes(), str(path))
+        with pytest.raises(DataCorrupted, match=f"^{path}: {match} as {name}"):
+            rows_in_pieces(name, path, 5000, 700)
 
     @pytest.mark.parametrize("name", NAMES)
     def test_garbage(self, tmp_path: Path, name: str) -> None:
@@ -153,6 +171,8 @@ class TestErrors:
         path.write_bytes(np.random.default_rng(0).bytes(4096))
         with pytest.raises(DataCorrupted, match=f"^{path}: "):
             decompress_file_into(name, path, np.empty(100, ROW))
+        with pytest.raises(DataCorrupted, match=f"^{path}: "):
+            rows_in_pieces(name, path, 100, 30)
 
     @pytest.mark.parametrize("name", NAMES)
     @pytest.mark.parametrize(
@@ -166,6 +186,8 @@ class TestErrors:
         """A file holding more or fewer rows than announced is DataCorrupted, sizes in rows."""
         path = tmp_path / "chunk"
         path.write_bytes(compress_array(name, rows(100, 4)))
+        with pytest.raises(DataCorrupted, match=f"^{path}: {match}"):
+            rows_in_pieces(name, path, n_out, 30)
         if name == "blosc" and n_out == 99:  # blosc's header states its exact size
             match = r"decompresses to 2400 bytes \(100 rows\)"
         with pytest.raises(DataCorrupted, match=f"^{path}: {match}"):
@@ -175,6 +197,8 @@ class TestErrors:
         """A missing chunk file is DataCorrupted naming it."""
         with pytest.raises(DataCorrupted, match=f"^{tmp_path / 'gone'}: chunk file is missing"):
             decompress_file_into("zstd", tmp_path / "gone", np.empty(1, ROW))
+        with pytest.raises(DataCorrupted, match=f"^{tmp_path / 'gone'}: chunk file is missing"):
+            rows_in_pieces("zstd", tmp_path / "gone", 1, 1)
 
     def test_blosc_header_disagrees_with_file(self, tmp_path: Path) -> None:
         """A blosc header announcing another compressed size is refused before decoding."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import tempfile
@@ -189,3 +190,19 @@ def test_a_corrupted_source_chunk_leaves_no_output(tmp_path: Path) -> None:
     assert temp.name.endswith("_temp")  # never the final name
     assert "exception" in open_data(temp).metadata
     assert not [p for p in temp.iterdir() if p.name.endswith("_temp")]  # no half chunk file
+
+
+@pytest.mark.parametrize(
+    ("field", "shift", "match"),
+    [("end", -(10**6), "after the chunk"), ("start", 10**6, "before the chunk")],
+)
+def test_rows_outside_their_chunk_are_refused(
+    tmp_path: Path, field: str, shift: int, match: str
+) -> None:
+    source = source_folder(tmp_path / "pre", [3000, 3000])
+    (meta_path,) = source.glob("*-metadata.json")
+    meta = json.loads(meta_path.read_text())
+    meta["chunks"][1][field] += shift  # the metadata no longer covers the chunk's rows
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DataCorrupted, match=f"{source.name}/.*-000001: .*{match}"):
+        recompress(source, tmp_path / "out", "zstd", target_mb=1000)
