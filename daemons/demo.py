@@ -172,6 +172,9 @@ def report(
     for data_type in sorted(new):
         rows, ratio_before, codec_before = live[data_type]
         _, ratio_after, codec_after = _summary(new[data_type])
+        if not rows:
+            print(f"    {data_type:<24} {rows:>9}  (no rows)")
+            continue
         print(f"    {data_type:<24} {rows:>9}  {codec_before:>5} x{ratio_before:>6.2f}    "
               f"{codec_after:>5} x{ratio_after:>6.2f}")  # fmt: skip
     events = _summary(new["event_info"])[0] if "event_info" in new else 0
