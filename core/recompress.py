@@ -105,6 +105,7 @@ class _Cutter:
         self.out: ChunkStream | None = None  # opened by the first row of each chunk
         self.last_gap = 0
         self.pending: list[np.ndarray] = []
+        self.borrowed = 0  # pending[borrowed:] are views of the source buffer
         self.rows = 0
 
     @property
@@ -151,7 +152,7 @@ class _Cutter:
                     self.out = self.writer.open_stream()
                 self.out.write(piece)
                 self.rows += len(piece)
-        self.pending = []
+        self.pending, self.borrowed = [], 0
 
     def _next_chunk(self, next_time: int) -> None:
         """End the chunk halfway into the gap before ``next_time``; pending rows move on."""
@@ -163,9 +164,9 @@ class _Cutter:
 
     def keep_pending(self) -> None:
         """Copy the pending rows out of the source buffer, which is about to be reused."""
-        # Only views are copied (an array that owns its rows has no base): rows waiting through
-        # many pieces are copied once, not once per piece.
-        self.pending = [p if p.base is None else p.copy() for p in self.pending]
+        # Only the new ones: rows waiting through many pieces are copied once, not per piece.
+        self.pending[self.borrowed :] = [p.copy() for p in self.pending[self.borrowed :]]
+        self.borrowed = len(self.pending)
 
     def close(self, end: int) -> None:
         """Write the last chunk, ending at ``end`` (or later, if its rows reach further)."""

@@ -15,6 +15,7 @@ import strax
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from straxd.core import recompress as recompress_module
 from straxd.core.chunk import Chunk, endtime
 from straxd.core.errors import DataCorrupted, OutputExists
 from straxd.core.lineage import DataKey
@@ -131,13 +132,16 @@ def test_any_chunking_keeps_every_row(sizes: list[int], seed: int) -> None:
     st.integers(0, 3000),
     st.lists(st.integers(0, 3000), max_size=6),
     st.integers(40, 900),
+    st.integers(1, 400),
     st.integers(0, 2**16),
 )
 def test_cuts_follow_the_nearest_gap_rule_whatever_the_source_chunks(
-    n_rows: int, source_cuts: list[int], target_rows: int, seed: int
+    n_rows: int, source_cuts: list[int], target_rows: int, piece_rows: int, seed: int
 ) -> None:
     data = rows(n_rows, seed)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        # Small decode pieces: rows wait across many refills of the reused buffer.
+        patch.setattr(recompress_module, "PIECE_BYTES", piece_rows * DTYPE.itemsize)
         root = Path(tmp)
         source = folder_of(root / "pre", data, [c for c in source_cuts if c <= n_rows])
         target_mb = target_rows * DTYPE.itemsize / 1e6
