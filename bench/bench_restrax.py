@@ -36,6 +36,7 @@ from common import BIN, bench_env, fakedaq, start_db
 
 from straxd.core.recompress import recompress
 from straxd.core.storage_read import open_data
+from straxd.core.verify import deep_compare
 
 PORT = 27183
 
@@ -143,11 +144,13 @@ def main() -> None:
             started = time.perf_counter()
             done = recompress(folder, work / "out", "zstd", 100_000, fsync=False)
             ours_mbs = mb / (time.perf_counter() - started)
+            deep_compare(folder, done.folder)  # untimed: the figure is for a correct copy
             print(
                 f"rewrite {mb:.0f} MB raw_records with zstd: {ours_mbs:.0f} MB/s; plain zstandard "
                 f"(level 3, 1 thread) on the same bytes {ref_mbs:.0f} MB/s -> "
                 f"{ours_mbs / ref_mbs:.2f} of the reference (goal >= 0.8); "
-                f"{done.bytes_in / max(done.bytes_out, 1):.2f}x compression"
+                f"{done.bytes_in / max(done.bytes_out, 1):.2f}x compression; "
+                f"{done.chunks} chunks, every field equal to the source"
             )
             idle = worker_peak_mb(work, [], "idle")
             for target_mb in args.targets_mb:
