@@ -9,11 +9,15 @@ with a ``service`` field added.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from straxd.core.db import Databases, utcnow
+from straxd.core.lifecycle import wait_for_stop
 
 # redax MongoLog priorities; anything else is logged as an error, as the original scripts did.
 PRIORITIES = {"debug": 0, "info": 1, "warning": 2, "error": 3, "fatal": 4}
@@ -72,6 +76,22 @@ async def heartbeat(
     await dbs.status.update_one({"service": service, "host": host}, {"$set": status}, upsert=True)
     if history:
         await dbs.eb_monitor.insert_one(dict(status))
+
+
+async def beat_until(
+    halt: asyncio.Event, beat: Callable[[], Awaitable[None]], interval_s: Callable[[], float],
+    log: Any,
+) -> None:  # fmt: skip
+    """Call ``beat`` every ``interval_s()`` seconds until ``halt`` is set.
+
+    A database error is logged and the next beat comes as usual: a service outlives an outage.
+    """
+    while not halt.is_set():
+        try:
+            await beat()
+        except PyMongoError as err:
+            log.warning("heartbeat_failed", error=str(err)[:200])
+        await wait_for_stop(halt, interval_s())
 
 
 async def current_status(dbs: Databases, service: str, host: str) -> dict[str, Any] | None:

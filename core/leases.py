@@ -19,7 +19,7 @@ registered data.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,24 @@ async def claim(
     if document is None:
         return None
     return document, Lease(document["number"], host, int(document[sub]["epoch"]), sub)
+
+
+async def claim_first(
+    runs: Collection,
+    queries: Sequence[tuple[str, Mapping[str, Any]]],
+    host: str,
+    **options: Any,
+) -> tuple[str, dict[str, Any], Lease] | None:
+    """Claim with the first of ``(kind, query)`` that finds a run, in order of preference.
+
+    ``options`` are ``claim``'s. Returns the kind of the query that claimed, the document and
+    the lease; None when no query finds a claimable run.
+    """
+    for kind, query in queries:
+        got = await claim(runs, query, host, **options)
+        if got is not None:
+            return kind, *got
+    return None
 
 
 async def renew(runs: Collection, lease: Lease, lease_s: float = DEFAULT_LEASE_S) -> bool:

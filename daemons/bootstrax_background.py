@@ -18,7 +18,7 @@ from pymongo.errors import PyMongoError
 
 from straxd.core.bootstrax_config import BootstraxConfig
 from straxd.core.config_docs import ConfigSource, config_hash, watch_config
-from straxd.core.daqlog import heartbeat
+from straxd.core.daqlog import beat_until, heartbeat
 from straxd.core.daqlog_mirror import DaqLogMirror
 from straxd.core.db import Databases
 from straxd.core.leases import renew
@@ -46,25 +46,24 @@ class BackgroundTasks:
     lease_lost: asyncio.Event
     disk: dict[str, float]
     log: Any
+    last_history = 0.0  # monotonic time of the last heartbeat kept in eb_monitor
 
     def _apply(self, config: BootstraxConfig, missing: bool, ignored: tuple[str, ...]) -> None:
         raise NotImplementedError
 
     async def _heartbeat_loop(self) -> None:
-        last_history = 0.0
-        while not self.halt.is_set():
-            work = self.work
-            try:
-                if await self._renew(work) is False:
-                    self.log.warning("lease_taken", run_id=work.run_id if work else None)
-                    self.lease_lost.set()
-                history = time.monotonic() - last_history >= self.config.history_interval_s
-                await self._send_heartbeat(self._status_fields(), history)
-                if history:
-                    last_history = time.monotonic()
-            except PyMongoError as err:
-                self.log.warning("heartbeat_failed", error=str(err)[:200])
-            await wait_for_stop(self.halt, self.config.heartbeat_interval_s)
+        await beat_until(self.halt, self._beat, lambda: self.config.heartbeat_interval_s, self.log)
+
+    async def _beat(self) -> None:
+        """Renew the lease of the run in hand, then the status (history once in a while)."""
+        work = self.work
+        if await self._renew(work) is False:
+            self.log.warning("lease_taken", run_id=work.run_id if work else None)
+            self.lease_lost.set()
+        history = time.monotonic() - self.last_history >= self.config.history_interval_s
+        await self._send_heartbeat(self._status_fields(), history)
+        if history:
+            self.last_history = time.monotonic()
 
     async def _flush_mirror(self) -> None:
         """Give the daq.log mirror a moment to write what is queued (never more)."""

@@ -21,7 +21,7 @@ from straxd.core.daqlog_mirror import DaqLogMirror
 from straxd.core.db import ensure_indexes, open_databases, utcnow
 from straxd.core.errors import StraxdError
 from straxd.core.finish import remove_tree, stale_work_dirs
-from straxd.core.leases import Lease, claim, fenced_update
+from straxd.core.leases import Lease, claim_first, fenced_update
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, wait_for_stop
 from straxd.core.logging import get_logger
 from straxd.core.settings import Settings
@@ -254,27 +254,25 @@ class Bootstrax(BackgroundTasks):
             "bootstrax.next_retry": {"$lt": utcnow()},
         }
         stale: dict[str, Any] = {"bootstrax.state": {"$in": ["considering", "busy"]}}
-        for kind, query in (
-            ("new", {"bootstrax.state": None}),
-            ("retry", retry),
-            ("takeover", stale),
-        ):
-            got = await claim(
-                self.dbs.runs,
-                {**query, **_HOLD},
-                self.host,
-                lease_s=self.config.lease_s,
-                sort=sort,
-                extra={"phase": "claimed"},
-            )
-            if got is not None:
-                self.log.info(
-                    "run_claimed", run_id=f"{got[1].number:06d}", kind=kind, epoch=got[1].epoch
-                )
-                if kind == "takeover" and not await self._count_takeover(*got):
-                    return None
-                return got
-        return None
+        got = await claim_first(
+            self.dbs.runs,
+            [
+                ("new", {"bootstrax.state": None, **_HOLD}),
+                ("retry", {**retry, **_HOLD}),
+                ("takeover", {**stale, **_HOLD}),
+            ],
+            self.host,
+            lease_s=self.config.lease_s,
+            sort=sort,
+            extra={"phase": "claimed"},
+        )
+        if got is None:
+            return None
+        kind, document, lease = got
+        self.log.info("run_claimed", run_id=f"{lease.number:06d}", kind=kind, epoch=lease.epoch)
+        if kind == "takeover" and not await self._count_takeover(document, lease):
+            return None
+        return document, lease
 
     async def _count_takeover(self, document: dict[str, Any], lease: Lease) -> bool:
         """Count a takeover; False (and the run failed) when it keeps happening."""

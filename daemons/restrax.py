@@ -22,12 +22,12 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from straxd.core.config_docs import ConfigSource, config_diff, config_hash, watch_config
-from straxd.core.daqlog import heartbeat
+from straxd.core.daqlog import beat_until, heartbeat
 from straxd.core.daqlog_mirror import DaqLogMirror
 from straxd.core.db import ensure_indexes, open_databases, utcnow
 from straxd.core.errors import StraxdError
 from straxd.core.finish import remove_tree, stale_work_dirs, work_dir
-from straxd.core.leases import Lease, claim, renew
+from straxd.core.leases import Lease, claim_first, renew
 from straxd.core.lifecycle import (
     EXIT_FAILED,
     EXIT_OK,
@@ -172,31 +172,28 @@ class Restrax:
 
     async def _claim(self) -> tuple[dict[str, Any], Lease] | None:
         base = self._base()
-        queries = [
-            {**base, "status": "eb_finished_pre", "restrax.state": None},
-            {
+        queries: list[tuple[str, dict[str, Any]]] = [
+            ("new", {**base, "status": "eb_finished_pre", "restrax.state": None}),
+            ("retry", {
                 **base,
                 "status": "eb_finished_pre",
                 "restrax.state": "failed",
                 "restrax.n_tries": {"$lt": self.config.max_tries},
                 "restrax.next_retry": {"$lt": utcnow()},
-            },
-            {**base, "restrax.state": "busy"},  # a crashed attempt: its lease has expired
-        ]
-        for query in queries:
-            got = await claim(
-                self.dbs.runs,
-                query,
-                self.host,
-                state="busy",
-                sub="restrax",
-                lease_s=self.config.lease_s,
-                sort=[("_id", -1)],
-                extra={"phase": "claimed", "started_processing": utcnow()},
-            )
-            if got is not None:
-                return got
-        return None
+            }),
+            ("takeover", {**base, "restrax.state": "busy"}),  # a crashed attempt's lease expired
+        ]  # fmt: skip
+        got = await claim_first(
+            self.dbs.runs,
+            queries,
+            self.host,
+            state="busy",
+            sub="restrax",
+            lease_s=self.config.lease_s,
+            sort=[("_id", -1)],
+            extra={"phase": "claimed", "started_processing": utcnow()},
+        )
+        return None if got is None else got[1:]
 
     async def _loop(self, stop: asyncio.Event) -> int:
         for folder in stale_work_dirs(self.options.output_dir, self.host, WORK_DIRNAME):
@@ -263,24 +260,23 @@ class Restrax:
             self.log.info("cleanup_completed", run_id=run_id, removed=[p.name for p in sources])
 
     async def _heartbeat(self) -> None:
-        while not self.halt.is_set():
-            try:
-                if self.lease is not None and not await renew(
-                    self.dbs.runs, self.lease, self.config.lease_s
-                ):
-                    self.lease_lost.set()
-                await heartbeat(
-                    self.dbs,
-                    "restrax",
-                    self.host,
-                    self.state,
-                    config_hash=config_hash(self.config),
-                    fields={"run_id": f"{self.lease.number:06d}" if self.lease else None},
-                    history=False,
-                )
-            except PyMongoError as err:
-                self.log.warning("heartbeat_failed", error=str(err)[:200])
-            await wait_for_stop(self.halt, self.config.heartbeat_interval_s)
+        await beat_until(self.halt, self._beat, lambda: self.config.heartbeat_interval_s, self.log)
+
+    async def _beat(self) -> None:
+        """Renew the lease of the run in hand, then the status."""
+        if self.lease is not None and not await renew(
+            self.dbs.runs, self.lease, self.config.lease_s
+        ):
+            self.lease_lost.set()
+        await heartbeat(
+            self.dbs,
+            "restrax",
+            self.host,
+            self.state,
+            config_hash=config_hash(self.config),
+            fields={"run_id": f"{self.lease.number:06d}" if self.lease else None},
+            history=False,
+        )
 
     async def _watch(self) -> None:
         async for event in watch_config(self.source, self.halt, poll_interval_s=5.0):

@@ -13,7 +13,15 @@ import pytest
 
 from straxd.core.db import Databases, utcnow
 from straxd.core.errors import LeaseLost
-from straxd.core.leases import Lease, claim, fenced_update, release, renew, still_owned
+from straxd.core.leases import (
+    Lease,
+    claim,
+    claim_first,
+    fenced_update,
+    release,
+    renew,
+    still_owned,
+)
 from tests.conftest import DbNames
 
 CLAIMER = Path(__file__).with_name("claimer.py")
@@ -40,6 +48,18 @@ class TestClaim:
             dt.timedelta(seconds=29) < sub["lease_until"] - sub["time"] <= dt.timedelta(seconds=30)
         )
         assert sub["time"].tzinfo is not None
+
+    async def test_claim_first_takes_the_queries_in_order(self, dbs: Databases) -> None:
+        """The first query that finds a run claims; later ones only when earlier find none."""
+        await _insert_runs(dbs, 3)
+        queries = [("odd", {"number": {"$in": [1]}}), ("any", {})]
+        first = await claim_first(dbs.runs, queries, "eb3", lease_s=30)
+        assert first is not None and first[0] == "odd" and first[2] == Lease(1, "eb3", 1)
+        second = await claim_first(dbs.runs, queries, "eb3", lease_s=30, sub="restrax")
+        assert second is not None and second[0] == "odd" and second[2].sub == "restrax"
+        third = await claim_first(dbs.runs, queries, "eb3", lease_s=30)
+        assert third is not None and third[0] == "any" and third[2].number == 2  # newest
+        assert await claim_first(dbs.runs, [("odd", {"number": 1})], "eb4") is None
 
     async def test_held_run_is_not_claimed_again(self, dbs: Databases) -> None:
         """A run with a live lease is skipped; nothing left gives None."""
