@@ -45,7 +45,13 @@ from straxd.daemons.restrax_run import WORK_DIRNAME, RestraxOptions, RestraxRun,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (``restrax --help``)."""
-    parser = argparse.ArgumentParser(prog="restrax", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="restrax",
+        description=__doc__.splitlines()[0],
+        epilog="Exit codes (--once, --process, test mode): 0 done or nothing to do, 1 a run "
+        "failed, 2 usage or configuration error. Settings (database, folders) come from "
+        "STRAXD_* variables or --config; tunables from the daq.restrax_config document.",
+    )
     parser.add_argument(
         "--production",
         action="store_true",
@@ -88,7 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="on an unexpected error, log it, wait 60 s and start over",
     )
-    parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="log at debug level")
     parser.add_argument("--config", type=Path, default=None, help="straxd settings file (TOML)")
     args = parser.parse_args(argv)
     if args.production and args.input_folder is not None:
