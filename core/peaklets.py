@@ -82,25 +82,49 @@ def add_hit_features(hitlets: np.ndarray, peaklets: np.ndarray) -> None:
     """Largest and smallest gap between hit maxima, first and last channel by hit maximum."""
     from straxd.core.peaks import fully_contained_in
 
-    peaklets["max_diff"] = -1
-    peaklets["min_diff"] = -1
-    peaklets["first_channel"] = DIGITAL_SUM_WAVEFORM_CHANNEL
-    peaklets["last_channel"] = DIGITAL_SUM_WAVEFORM_CHANNEL
     containers = fully_contained_in(hitlets, peaklets)
+    max_diff, min_diff, first, last = _hit_features(
+        containers,
+        np.ascontiguousarray(hitlets["max_time"]),
+        np.ascontiguousarray(hitlets["channel"]),
+        len(peaklets),
+        DIGITAL_SUM_WAVEFORM_CHANNEL,
+    )
+    peaklets["max_diff"] = max_diff
+    peaklets["min_diff"] = min_diff
+    peaklets["first_channel"] = first
+    peaklets["last_channel"] = last
+
+
+@numba.njit(nogil=True, cache=True)
+def _hit_features(
+    containers: np.ndarray, max_time: np.ndarray, channel: np.ndarray, n_peaks: int, no_channel: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per peak, over its hits ordered (stably) by maximum: gaps' max and min, first/last channel.
+
+    Peaks without hits keep -1 gaps and ``no_channel``; one hit gives channels but no gaps.
+    """
+    max_diff = np.full(n_peaks, -1, dtype=np.int64)
+    min_diff = np.full(n_peaks, -1, dtype=np.int64)
+    first = np.full(n_peaks, no_channel, dtype=np.int64)
+    last = np.full(n_peaks, no_channel, dtype=np.int64)
     order = np.argsort(containers, kind="mergesort")
-    grouped, owners = hitlets[order], containers[order]
-    bounds = np.searchsorted(owners, np.arange(len(peaklets) + 1))
-    for p_i in range(len(peaklets)):
-        inside = grouped[bounds[p_i] : bounds[p_i + 1]]
-        if not len(inside):
-            continue
-        ordered = inside[np.argsort(inside["max_time"], kind="mergesort")]
-        diffs = np.diff(ordered["max_time"])
-        if len(diffs):
-            peaklets["max_diff"][p_i] = diffs.max()
-            peaklets["min_diff"][p_i] = diffs.min()
-        peaklets["first_channel"][p_i] = ordered[0]["channel"]
-        peaklets["last_channel"][p_i] = ordered[-1]["channel"]
+    i = np.searchsorted(containers[order], 0)
+    while i < len(order):
+        p_i = containers[order[i]]
+        j = i
+        while j < len(order) and containers[order[j]] == p_i:
+            j += 1
+        members = order[i:j]
+        ordered = members[np.argsort(max_time[members], kind="mergesort")]
+        first[p_i] = channel[ordered[0]]
+        last[p_i] = channel[ordered[-1]]
+        if len(ordered) > 1:
+            diffs = np.diff(max_time[ordered])
+            max_diff[p_i] = diffs.max()
+            min_diff[p_i] = diffs.min()
+        i = j
+    return max_diff, min_diff, first, last
 
 
 @numba.njit(nogil=True, cache=True)

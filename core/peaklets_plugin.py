@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import endtime, sort_by_time
+from straxd.core.chunk import endtime, sort_by_time, take_rows
 from straxd.core.dtypes import HIT_DTYPE, N_TOP_PMTS, N_TPC_PMTS, peak_dtype
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.peak_properties import compute_properties
@@ -114,7 +114,7 @@ def make_peaklets(
     """straxen's Peaklets.compute."""
     ext = (c["peak_left_extension"], c["peak_right_extension"])
     hits = find_hits(records, min_amplitude=thresholds)
-    hits = sort_by_time(hits[to_pe[hits["channel"]] != 0])
+    hits = sort_by_time(take_rows(hits, to_pe[hits["channel"]] != 0))
     full = peak_dtype(c["n_tpc_pmts"], store_data_top=True, store_data_start=True)
     peaklets = find_peaks(
         hits,
@@ -129,11 +129,11 @@ def make_peaklets(
     )
     clip_peak_times(peaklets, start, end)
     is_lone = fully_contained_in(hits, peaklets) == -1
-    lone_hits = hits[is_lone]
+    lone_hits = take_rows(hits, is_lone)
     integrate_lone_hits(lone_hits, records, peaklets, ext, len(to_pe))
     if np.any(lone_hits["right_integration"] - lone_hits["left_integration"] <= 0):
         raise BadInput("a lone hit has a non-positive integration window")
-    hits = hits[~is_lone]
+    hits = take_rows(hits, ~is_lone)
     find_hit_integration_bounds(
         hits,
         outside_regions(peaklets, start, end),
