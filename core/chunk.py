@@ -87,11 +87,31 @@ def sort_by_time(data: np.ndarray) -> np.ndarray:
     second = data["channel"] if has_channel else data["time"]
     if _in_order(data["time"], second):
         return data
-    if has_channel:
-        order = np.lexsort((data["channel"], data["time"]))
-    else:
-        order = np.argsort(data["time"], kind="stable")
+    order = _time_channel_order(data) if has_channel else None
+    if order is None:
+        order = np.lexsort((second, data["time"]))
     return take_rows(data, order)
+
+
+# Bits of the channel in the packed (time, channel) sort key: int16 channels span 2**16 values.
+_CHANNEL_BITS = 16
+
+
+def _time_channel_order(data: np.ndarray) -> np.ndarray | None:
+    """The stable (time, channel) order from one packed int64 key; None if times span too much.
+
+    Packing ``time - min`` above ``channel - min`` keeps the order of the pair, so a stable sort
+    of the key is ``np.lexsort((channel, time))`` exactly, at the cost of one sort instead of
+    two (about half the time for hits and records, which are nearly in order already).
+    """
+    time = data["time"]
+    channel = data["channel"].astype(np.int64)
+    t0, c0 = int(time.min()), int(channel.min())
+    time_span, channel_span = int(time.max()) - t0, int(channel.max()) - c0
+    if time_span >= 2 ** (63 - _CHANNEL_BITS) or channel_span >= 2**_CHANNEL_BITS:
+        return None
+    key = ((time - t0) << _CHANNEL_BITS) | (channel - c0)
+    return np.argsort(key, kind="stable")
 
 
 def take_rows(data: np.ndarray, index: np.ndarray) -> np.ndarray:
