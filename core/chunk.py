@@ -87,11 +87,75 @@ def sort_by_time(data: np.ndarray) -> np.ndarray:
     second = data["channel"] if has_channel else data["time"]
     if _in_order(data["time"], second):
         return data
-    if has_channel:
-        order = np.lexsort((data["channel"], data["time"]))
-    else:
-        order = np.argsort(data["time"], kind="stable")
-    return data[order]
+    order = _time_channel_order(data) if has_channel else None
+    if order is None:
+        order = np.lexsort((second, data["time"]))
+    return take_rows(data, order)
+
+
+# Bits of the channel in the packed (time, channel) sort key: int16 channels span 2**16 values.
+_CHANNEL_BITS = 16
+
+
+def _time_channel_order(data: np.ndarray) -> np.ndarray | None:
+    """The stable (time, channel) order from one packed int64 key; None if times span too much.
+
+    Packing ``time - min`` above ``channel - min`` keeps the order of the pair, so a stable sort
+    of the key is ``np.lexsort((channel, time))`` exactly, at the cost of one sort instead of
+    two (about half the time for hits and records, which are nearly in order already).
+    """
+    time = data["time"]
+    channel = data["channel"].astype(np.int64)
+    t0, c0 = int(time.min()), int(channel.min())
+    time_span, channel_span = int(time.max()) - t0, int(channel.max()) - c0
+    if time_span >= 2 ** (63 - _CHANNEL_BITS) or channel_span >= 2**_CHANNEL_BITS:
+        return None
+    key = ((time - t0) << _CHANNEL_BITS) | (channel - c0)
+    return np.argsort(key, kind="stable")
+
+
+def take_rows(data: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``data[index]`` for an index or boolean mask array, copying whole rows as words.
+
+    numpy gathers structured rows field by field through a generic copy loop; viewing each row as
+    a fixed number of integers makes the same gather a plain block copy (4-10x faster for hits
+    and records). The bytes are the same, so the result equals ``data[index]`` exactly.
+    """
+    words = _as_words(data)
+    if words is None:
+        taken: np.ndarray = data[index]
+        return taken
+    rows: np.ndarray = words[index].view(data.dtype).reshape(-1)
+    return rows
+
+
+def _as_words(data: np.ndarray) -> np.ndarray | None:
+    """Rows of a contiguous structured array as a 2-D array of the widest integer fitting."""
+    itemsize = data.dtype.itemsize
+    if data.ndim != 1 or not data.flags.c_contiguous or data.dtype.names is None or itemsize == 0:
+        return None
+    word = next(w for w in (8, 4, 2, 1) if itemsize % w == 0 and data.ctypes.data % w == 0)
+    return data.view(f"u{word}").reshape(len(data), itemsize // word)
+
+
+def select_rows(pieces: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.concatenate([p[m] for p, m in zip(pieces, masks)])`` without the intermediate copies.
+
+    The pieces share one dtype; there must be at least one.
+    """
+    counts = [int(np.count_nonzero(m)) for m in masks]
+    out = np.empty(sum(counts), dtype=pieces[0].dtype)
+    offset = 0
+    for piece, mask, count in zip(pieces, masks, counts, strict=True):
+        target = out[offset : offset + count]
+        words, target_words = _as_words(piece), _as_words(target)
+        if words is not None and target_words is not None and words.dtype == target_words.dtype:
+            # Whole rows as words, selected straight into the output (see take_rows).
+            np.compress(mask, words, axis=0, out=target_words)
+        else:
+            target[:] = piece[mask]
+        offset += count
+    return out
 
 
 @numba.njit(nogil=True, cache=True)

@@ -21,7 +21,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from straxd.core.chunk import Chunk, endtime, sort_by_time
+from straxd.core.chunk import Chunk, endtime, select_rows, sort_by_time
 from straxd.core.compress import decompress_file_bytes
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
@@ -286,32 +286,38 @@ class LiveRun:
         if post is not None:
             kept, break_post = self._overlap(post, t_end, t_end + c.overlap_ns, "post")
             pieces.append(kept)
-        records = np.concatenate(pieces)
-        del pieces  # one copy of the chunk at a time
-        return self._split(records, chunk_i, run_id, c.t0_ns + break_pre, c.t0_ns + break_post)
+        return self._split(pieces, chunk_i, run_id, c.t0_ns + break_pre, c.t0_ns + break_post)
 
     def _split(
-        self, records: np.ndarray, chunk_i: int, run_id: str, start: int, end: int
+        self, pieces: list[np.ndarray], chunk_i: int, run_id: str, start: int, end: int
     ) -> dict[str, Chunk]:
+        """One chunk per raw_records type: its subdetector's rows of the pieces, in order.
+
+        Each type's rows are selected from the pieces straight into its own array: one copy of
+        the chunk, where joining the pieces first and splitting the result made two.
+        """
         ranges = np.array(list(self.config.channel_map.values()), dtype=np.int64)
-        which, bad = _which_detector(records["channel"], ranges)
-        if bad >= 0:
-            raise BadInput(
-                f"{self.config.run_dir / f'{chunk_i:06d}'}: data in unknown channel "
-                f"{int(records['channel'][bad])}"
-            )
+        which = []
+        for piece in pieces:
+            piece_which, bad = _which_detector(piece["channel"], ranges)
+            if bad >= 0:
+                raise BadInput(
+                    f"{self.config.run_dir / f'{chunk_i:06d}'}: data in unknown channel "
+                    f"{int(piece['channel'][bad])}"
+                )
+            which.append(piece_which)
         chunks: dict[str, Chunk] = {}
         for i, subdetector in enumerate(self.config.channel_map):
             name = output_name(subdetector)
             if name is None:
                 continue
-            data = records[which == i]
+            data = select_rows(pieces, [w == i for w in which])
             if len(data):
                 dt = int(data["dt"][0])
                 data["time"] += dt * (self.config.t0_ns // dt)
             chunks[name] = Chunk(name, name, run_id, start, end, data, target_size_mb=500)
         for name in RAW_RECORDS_TYPES:
-            chunks.setdefault(name, Chunk(name, name, run_id, start, end, records[:0]))
+            chunks.setdefault(name, Chunk(name, name, run_id, start, end, pieces[0][:0]))
         return chunks
 
 

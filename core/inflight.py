@@ -7,14 +7,17 @@ of chunks in flight, not with what one chunk needs. ``InflightBytes`` follows ev
 the pipeline publishes (by its base buffer, through a weak reference) and lets the source wait
 until those of earlier chunks have been freed before it reads the next one.
 
-A large array can legitimately outlive its chunk (a saver holding data back, an overlap window),
-so the wait also ends when the rest of the pipeline is idle: nothing running in the pool and
-every queue empty. Then no more memory would be freed by waiting.
+The weak-reference callback that sees an array freed wakes the waiting source at once, whatever
+thread drops the array. A large array can legitimately outlive its chunk (a saver holding data
+back, an overlap window), so the wait also ends when the rest of the pipeline is idle: nothing
+running in the pool and every queue empty. Then no more memory would be freed by waiting; that
+condition has no event of its own and is checked every ``IDLE_CHECK_INTERVAL_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import threading
 import weakref
@@ -27,10 +30,10 @@ from straxd.core.chunk import Chunk
 # Arrays below this size are not followed: peak-level data is small, and the point is the
 # record-level chunks whose size scales with the DAQ chunk.
 MIN_TRACKED_BYTES = 16 * 2**20
-POLL_INTERVAL_S = 0.02
-# The idle condition must hold on consecutive polls: a task woken by a queue may not have
+IDLE_CHECK_INTERVAL_S = 0.02
+# The idle condition must hold on consecutive checks: a task woken by a queue may not have
 # submitted its work to the pool yet when it is first observed.
-IDLE_POLLS = 3
+IDLE_CHECKS = 3
 
 
 def root_array(data: np.ndarray) -> np.ndarray:
@@ -48,6 +51,8 @@ class InflightBytes:
         self.min_tracked_bytes = min_tracked_bytes
         self._lock = threading.Lock()
         self._live: dict[int, int] = {}  # id of a followed root array -> its bytes
+        # (loop, event) of every waiter, set when an array is freed.
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     @property
     def nbytes(self) -> int:
@@ -71,15 +76,33 @@ class InflightBytes:
     def _forget(self, key: int) -> None:
         with self._lock:
             self._live.pop(key, None)
+            waiters = list(self._waiters)
+        for loop, freed in waiters:
+            # The loop may be gone when an array outlives its pipeline; nobody waits then.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(freed.set)
 
     async def wait_below(self, limit_bytes: int, idle: Callable[[], bool]) -> None:
         """Return once at most ``limit_bytes`` are in flight, or ``idle()`` holds for a while."""
-        idle_polls = 0
-        while self.nbytes > limit_bytes:
-            idle_polls = idle_polls + 1 if idle() else 0
-            if idle_polls >= IDLE_POLLS:
-                return
-            await asyncio.sleep(POLL_INTERVAL_S)
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        freed = waiter[1]
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            idle_checks = 0
+            while True:
+                # Cleared before the check: a free after it sets the event again.
+                freed.clear()
+                if self.nbytes <= limit_bytes:
+                    return
+                idle_checks = idle_checks + 1 if idle() else 0
+                if idle_checks >= IDLE_CHECKS:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(freed.wait(), IDLE_CHECK_INTERVAL_S)
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
 
 
 # glibc's mallopt parameters (malloc.h).

@@ -155,7 +155,9 @@ def _sum_waveform(
             (h_start, h_end), (p_start, p_end) = overlap_indices(
                 h["time"] // dt, h["length"], p["time"] // dt, p_length
             )
-            hit_waveform[:] = 0
+            # Only this hit's samples are written and read below; zeroing the whole buffer (as
+            # long as the longest hit) per hit cost more than the sum itself.
+            hit_waveform[: h["length"]] = 0
             saturated = _build_hit_waveform(h, records[record_i], hit_waveform)
             if h["left_integration"] < 0 and prev_record[record_i] != -1:
                 saturated |= _build_hit_waveform(h, records[prev_record[record_i]], hit_waveform)

@@ -82,25 +82,76 @@ def add_hit_features(hitlets: np.ndarray, peaklets: np.ndarray) -> None:
     """Largest and smallest gap between hit maxima, first and last channel by hit maximum."""
     from straxd.core.peaks import fully_contained_in
 
-    peaklets["max_diff"] = -1
-    peaklets["min_diff"] = -1
-    peaklets["first_channel"] = DIGITAL_SUM_WAVEFORM_CHANNEL
-    peaklets["last_channel"] = DIGITAL_SUM_WAVEFORM_CHANNEL
     containers = fully_contained_in(hitlets, peaklets)
-    order = np.argsort(containers, kind="mergesort")
-    grouped, owners = hitlets[order], containers[order]
-    bounds = np.searchsorted(owners, np.arange(len(peaklets) + 1))
-    for p_i in range(len(peaklets)):
-        inside = grouped[bounds[p_i] : bounds[p_i + 1]]
-        if not len(inside):
-            continue
-        ordered = inside[np.argsort(inside["max_time"], kind="mergesort")]
-        diffs = np.diff(ordered["max_time"])
-        if len(diffs):
-            peaklets["max_diff"][p_i] = diffs.max()
-            peaklets["min_diff"][p_i] = diffs.min()
-        peaklets["first_channel"][p_i] = ordered[0]["channel"]
-        peaklets["last_channel"][p_i] = ordered[-1]["channel"]
+    max_diff, min_diff, first, last = _hit_features(
+        containers,
+        np.ascontiguousarray(hitlets["max_time"]),
+        np.ascontiguousarray(hitlets["channel"]),
+        len(peaklets),
+        DIGITAL_SUM_WAVEFORM_CHANNEL,
+    )
+    peaklets["max_diff"] = max_diff
+    peaklets["min_diff"] = min_diff
+    peaklets["first_channel"] = first
+    peaklets["last_channel"] = last
+
+
+@numba.njit(nogil=True, cache=True)
+def _hit_features(
+    containers: np.ndarray, max_time: np.ndarray, channel: np.ndarray, n_peaks: int, no_channel: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per peak, over its hits ordered (stably) by maximum: gaps' max and min, first/last channel.
+
+    Peaks without hits keep -1 gaps and ``no_channel``; one hit gives channels but no gaps.
+    """
+    max_diff = np.full(n_peaks, -1, dtype=np.int64)
+    min_diff = np.full(n_peaks, -1, dtype=np.int64)
+    first = np.full(n_peaks, no_channel, dtype=np.int64)
+    last = np.full(n_peaks, no_channel, dtype=np.int64)
+    # Time-sorted hits in disjoint time-sorted peaks come grouped by peak already; the sort is
+    # only for containers that are not.
+    order = np.flatnonzero(containers >= 0)
+    if np.any(np.diff(containers[order]) < 0):
+        order = np.argsort(containers, kind="mergesort")
+    i = np.searchsorted(containers[order], 0)
+    while i < len(order):
+        p_i = containers[order[i]]
+        j = i
+        while j < len(order) and containers[order[j]] == p_i:
+            j += 1
+        members = order[i:j]
+        ordered = members[_stable_order(max_time[members])]
+        first[p_i] = channel[ordered[0]]
+        last[p_i] = channel[ordered[-1]]
+        if len(ordered) > 1:
+            diffs = np.diff(max_time[ordered])
+            max_diff[p_i] = diffs.max()
+            min_diff[p_i] = diffs.min()
+        i = j
+    return max_diff, min_diff, first, last
+
+
+@numba.njit(nogil=True, cache=True)
+def _stable_order(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="mergesort")`` for values that are nearly in order.
+
+    A peak's hits, sorted by start, are nearly sorted by maximum too: insertion sort is linear
+    then, where numba's merge sort costs several times numpy's. Far from order it gives up.
+    """
+    n = len(values)
+    order = np.arange(n)
+    shifts = 0
+    for i in range(1, n):
+        current = order[i]
+        j = i
+        while j > 0 and values[order[j - 1]] > values[current]:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = current
+        shifts += i - j
+        if shifts > 8 * n + 64:
+            return np.argsort(values, kind="mergesort")
+    return order
 
 
 @numba.njit(nogil=True, cache=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import endtime, sort_by_time
+from straxd.core.chunk import endtime, sort_by_time, take_rows
 from straxd.core.dtypes import HIT_DTYPE, N_TOP_PMTS, N_TPC_PMTS, peak_dtype
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.peak_properties import compute_properties
@@ -38,6 +38,9 @@ class Peaklets(Plugin):
     """records -> peaklets (split, saturation-corrected) and lone_hits."""
 
     provides = ("peaklets", "lone_hits")
+    # Saturation correction rewrites records; unless records are saved or used elsewhere (the
+    # usual case), the chunk is then corrected in place instead of copied (150 MB per chunk).
+    scratch_inputs = ("records",)
     depends_on = ("records",)
     data_kind = MappingProxyType({"peaklets": "peaklets", "lone_hits": "lone_hits"})
     lineage_name = "StraxdPeaklets"
@@ -99,6 +102,7 @@ class Peaklets(Plugin):
             self.to_pe,
             self.thresholds,
             self.infer_dtype()["peaklets"],
+            records_owned="records" in self.owned_inputs,
         )
 
 
@@ -110,11 +114,12 @@ def make_peaklets(
     to_pe: np.ndarray,
     thresholds: np.ndarray,
     out_dtype: np.dtype[Any],
+    records_owned: bool = False,
 ) -> dict[str, np.ndarray]:
-    """straxen's Peaklets.compute."""
+    """straxen's Peaklets.compute; ``records`` are changed only when ``records_owned``."""
     ext = (c["peak_left_extension"], c["peak_right_extension"])
     hits = find_hits(records, min_amplitude=thresholds)
-    hits = sort_by_time(hits[to_pe[hits["channel"]] != 0])
+    hits = sort_by_time(take_rows(hits, to_pe[hits["channel"]] != 0))
     full = peak_dtype(c["n_tpc_pmts"], store_data_top=True, store_data_start=True)
     peaklets = find_peaks(
         hits,
@@ -129,11 +134,11 @@ def make_peaklets(
     )
     clip_peak_times(peaklets, start, end)
     is_lone = fully_contained_in(hits, peaklets) == -1
-    lone_hits = hits[is_lone]
+    lone_hits = take_rows(hits, is_lone)
     integrate_lone_hits(lone_hits, records, peaklets, ext, len(to_pe))
     if np.any(lone_hits["right_integration"] - lone_hits["left_integration"] <= 0):
         raise BadInput("a lone hit has a non-positive integration window")
-    hits = hits[~is_lone]
+    hits = take_rows(hits, ~is_lone)
     find_hit_integration_bounds(
         hits,
         outside_regions(peaklets, start, end),
@@ -163,7 +168,7 @@ def make_peaklets(
         store_data_start=first,
     )
     if c["saturation_correction_on"]:
-        if (peaklets["n_saturated_channels"] > 0).any():
+        if not records_owned and (peaklets["n_saturated_channels"] > 0).any():
             records = records.copy()  # the correction rewrites records; others share this chunk
         corrected = peak_saturation_correction(
             records,

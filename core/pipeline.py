@@ -156,6 +156,13 @@ class Pipeline:
                 consumers[dependency] = consumers.get(dependency, 0) + 1
         for _, data_type in save:
             consumers[data_type] = consumers.get(data_type, 0) + 1
+        for plugin in compute:
+            # A windowed plugin sees rows again with the next chunk, so it never owns them.
+            plugin.owned_inputs = frozenset(
+                d
+                for d in plugin.scratch_inputs
+                if consumers.get(d) == 1 and plugin.window_ns is None
+            )
         return _Plan(load=load, compute=compute, save=save, consumers=consumers)
 
     def _should_save(self, plugin: Plugin, data_type: str) -> bool:

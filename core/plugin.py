@@ -67,6 +67,11 @@ class Plugin:
     # Window (left, right) in ns for plugins that need context around each chunk (set in
     # ``setup`` from the options), else None.
     window_ns: tuple[int, int] | None = None
+    # Input data types that compute may use as scratch space, changing their arrays in place,
+    # when the pipeline has granted it in ``owned_inputs`` (it is their only consumer and they
+    # are not saved). Elsewhere, as when compute is called directly, it must copy first.
+    scratch_inputs: ClassVar[tuple[str, ...]] = ()
+    owned_inputs: frozenset[str] = frozenset()
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         given = dict(config or {})

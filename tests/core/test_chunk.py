@@ -14,8 +14,10 @@ from straxd.core.chunk import (
     continuity_check,
     endtime,
     get_splits,
+    select_rows,
     sort_by_time,
     split_array,
+    take_rows,
 )
 from straxd.core.errors import CannotSplit, ChunkError
 from tests.strategies import TIME_DT_DTYPE, TIME_END_DTYPE, interval_arrays
@@ -224,6 +226,31 @@ class TestSort:
         np.testing.assert_array_equal(out, strax.sort_by_time(arr))
         if presorted:
             assert out is arr
+
+    def test_times_spanning_too_much_to_pack_still_sort(self) -> None:
+        """Times further apart than the packed key holds fall back to a two-key sort."""
+        data = np.zeros(3, TIME_DT_DTYPE)
+        data["time"] = [2**62, 0, 2**62]
+        data["channel"] = [1, 4, -2]
+        np.testing.assert_array_equal(sort_by_time(data), strax.sort_by_time(data))
+
+
+class TestRowCopies:
+    @settings(max_examples=40, deadline=None)
+    @given(sizes=st.lists(st.integers(0, 30), min_size=1, max_size=4), seed=st.integers(0, 99))
+    def test_equal_numpy_indexing(self, sizes: list[int], seed: int) -> None:
+        """take_rows and select_rows give numpy's bytes, for odd row sizes and strided pieces."""
+        rng = np.random.default_rng(seed)
+        odd = np.dtype([("time", np.int64), ("channel", np.int16), ("flag", np.int8)])
+        for dtype in (TIME_DT_DTYPE, odd):
+            pieces = [np.frombuffer(rng.bytes(n * dtype.itemsize), dtype).copy() for n in sizes]
+            pieces[0] = pieces[0][::2]  # not contiguous
+            masks = [rng.random(len(p)) < 0.5 for p in pieces]
+            expected = np.concatenate([p[m] for p, m in zip(pieces, masks, strict=True)])
+            assert select_rows(pieces, masks).tobytes() == expected.tobytes()
+            order = rng.permutation(len(pieces[-1]))
+            assert take_rows(pieces[-1], order).tobytes() == pieces[-1][order].tobytes()
+            assert take_rows(pieces[-1], masks[-1]).tobytes() == pieces[-1][masks[-1]].tobytes()
 
 
 class TestRechunkCap:

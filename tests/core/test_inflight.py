@@ -54,6 +54,17 @@ class TestInflightBytes:
         held.clear()
         await asyncio.wait_for(waiter, 5)
 
+    async def test_free_in_another_thread_wakes_the_waiter(self) -> None:
+        """An array dropped by a pool thread (a saver's last reference) ends the wait."""
+        inflight = InflightBytes(min_tracked_bytes=1000)
+        held = [_chunk(1000)]
+        inflight.follow(held[0])
+        waiter = asyncio.ensure_future(inflight.wait_below(0, lambda: False))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(held.clear)
+        await asyncio.wait_for(waiter, 5)
+        assert inflight.nbytes == 0
+
     async def test_wait_ends_when_idle(self) -> None:
         """An array nobody will free (held back by a saver) does not block the source forever."""
         inflight = InflightBytes(min_tracked_bytes=1000)

@@ -174,6 +174,33 @@ class TestPipeline:
         assert not store.has("groups", registry.lineage_hash("groups"))
         assert store.has("counter", registry.lineage_hash("counter"))
 
+    def test_scratch_inputs_owned_only_by_their_sole_consumer(self, tmp_path: Path) -> None:
+        """A plugin may change an input in place only when nothing else reads or saves it."""
+
+        class Scratch(Plugin):
+            provides = ("scratch",)
+            depends_on = ("groups", "pulses")
+            scratch_inputs = ("groups", "pulses")
+
+            def infer_dtype(self) -> np.dtype[Any]:
+                return GROUP
+
+            def compute(
+                self, chunk_i: int, start: int, end: int, **inputs: np.ndarray
+            ) -> np.ndarray:
+                return inputs["groups"]
+
+        def owned(targets: list[str]) -> frozenset[str]:
+            scratch = Scratch()
+            registry = Registry([Pulses(), Doubled(), Groups(), scratch])
+            with ThreadPoolExecutor(1) as pool:
+                Pipeline(registry, FileStore(tmp_path, RUN, fsync=False), RUN, targets, pool)
+            return scratch.owned_inputs
+
+        assert Scratch().owned_inputs == frozenset()  # called directly: never owned
+        assert owned(["scratch"]) == {"groups"}  # pulses are saved and read by Doubled too
+        assert owned(["scratch", "groups"]) == frozenset()  # groups saved as a target
+
     async def test_stored_types_are_loaded_not_recomputed(self, tmp_path: Path) -> None:
         """A second run loads what is stored; with everything stored there is nothing to do."""
         await _run(tmp_path, ["doubled"])
