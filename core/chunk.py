@@ -166,20 +166,6 @@ def _in_order(first: np.ndarray, second: np.ndarray) -> bool:
     return True
 
 
-@numba.njit(nogil=True, cache=True)
-def _gaps(time: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Gap between each row's start and the running maximum end of the rows before it."""
-    n = len(time)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    result = np.zeros(n - 1, dtype=np.int64)
-    max_end = end[0]
-    for i in range(1, n):
-        max_end = max(max_end, end[i - 1])
-        result[i - 1] = time[i] - max_end
-    return result
-
-
 NO_END_BEFORE = np.iinfo(np.int64).min  # for ``gap_starts``: no rows came before
 
 
@@ -216,7 +202,7 @@ def get_splits(
     target_rows = int(target_bytes // data.itemsize)
     if target_rows == 0:
         raise ValueError(f"target size {target_bytes} B is smaller than one row")
-    gap_indices = np.flatnonzero(_gaps(data["time"], endtime(data)) > split_gap_ns) + 1
+    gap_indices, _ = gap_starts(data["time"], endtime(data), NO_END_BEFORE, split_gap_ns)
     splits = [0]
     used = 0
     if len(gap_indices):
