@@ -26,7 +26,8 @@ from straxd.core.rundoc import FILE_PROTOCOL, DataEntry
 from straxd.core.storage_read import StoredData, open_data
 
 WORK_DIRNAME = ".straxd-work"  # hidden: strax's DataDirectory never scans it
-_FOLDER = re.compile(r"^(?P<run>\d{6})-(?P<type>[A-Za-z0-9_]+)-(?P<hash>[a-z0-9]+)$")
+# ``<run_id>-<data_type>-<lineage_hash>``: a folder of one data type of one run.
+FOLDER_NAME = re.compile(r"^(?P<run>\d{6})-(?P<type>[A-Za-z0-9_]+)-(?P<hash>[a-z0-9]+)$")
 
 
 class CheckFailed(StraxdError):
@@ -65,7 +66,7 @@ def collect_outputs(root: Path, run_id: str) -> list[Output]:
         if folder.name.endswith(TEMP_SUFFIX):
             broken.append(folder.name)
             continue
-        match = _FOLDER.match(folder.name)
+        match = FOLDER_NAME.match(folder.name)
         if not match or match["run"] != run_id:
             continue
         try:
@@ -167,7 +168,7 @@ def count_raw_rows(folders: list[Path]) -> int:
     """Rows of every stored raw_records type, artificial-deadtime rows not counted."""
     total = 0
     for folder in folders:
-        match = _FOLDER.match(folder.name)
+        match = FOLDER_NAME.match(folder.name)
         if not match or match["type"] not in RAW_RECORDS_TYPES:
             continue
         stored = open_data(folder)

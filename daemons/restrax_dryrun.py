@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +24,13 @@ from structlog.typing import FilteringBoundLogger as BoundLogger
 from straxd.core.config_docs import ConfigSource
 from straxd.core.db import Databases
 from straxd.core.errors import BadInput, DataCorrupted, StraxdError
-from straxd.core.finish import remove_tree
+from straxd.core.finish import FOLDER_NAME, remove_tree
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from straxd.core.logging import get_logger
 from straxd.core.restrax_config import RestraxConfig, compressor_and_size, run_rate_mbs, skip_reason
 from straxd.core.storage_read import Status, open_data
 from straxd.daemons.restrax_place import Item
 from straxd.daemons.restrax_run import Worker
-
-FOLDER = re.compile(r"^(\d{6})-([^-]+)-([a-z0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -54,10 +51,10 @@ def find_runs(options: DryRunOptions) -> dict[int, list[Path]]:
     if not options.input_dir.is_dir():
         raise BadInput(f"input folder {options.input_dir} does not exist")
     for folder in sorted(options.input_dir.iterdir()):
-        match = FOLDER.match(folder.name)
+        match = FOLDER_NAME.match(folder.name)
         if not match or not folder.is_dir():
             continue
-        number = int(match.group(1))
+        number = int(match["run"])
         if options.process is not None and number != options.process:
             continue
         if (options.output_dir / folder.name).exists():
