@@ -104,24 +104,31 @@ def encode_chunk(chunk: Chunk, dtype: np.dtype[Any], compressor: str) -> Encoded
         raise BadInput(f"{chunk!r}: dtype {got} differs from the declared {declared}")
     # Same fields in the same order: the cast only adds the declared titles.
     data = np.ascontiguousarray(chunk.data).astype(dtype, copy=False)
-    info: dict[str, Any] = {
-        "n": len(data),
-        "start": int(chunk.start),
-        "end": int(chunk.end),
-        "run_id": chunk.run_id,
-        "subruns": chunk.subruns,
-        "nbytes": int(data.nbytes),
-    }
+    ends = endtime(data[[0, -1]]) if len(data) else None
+    info = chunk_info(
+        chunk.start, chunk.end, chunk.run_id, chunk.subruns, len(data), int(data.nbytes),
+        None if ends is None else (int(data["time"][0]), int(ends[0])),
+        None if ends is None else (int(data["time"][-1]), int(ends[1])),
+    )  # fmt: skip
     if not len(data):
         return EncodedChunk(info, None)
-    ends = endtime(data[[0, -1]])
-    info.update(
-        first_time=int(data["time"][0]),
-        first_endtime=int(ends[0]),
-        last_time=int(data["time"][-1]),
-        last_endtime=int(ends[1]),
-    )
     return EncodedChunk(info, compress_array(compressor, data))
+
+
+def chunk_info(
+    start: int, end: int, run_id: str, subruns: dict[str, Any] | None, n: int, nbytes: int,
+    first: tuple[int, int] | None, last: tuple[int, int] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """strax's metadata entry of a chunk (without chunk_i and the file); ``first`` and ``last``
+    are the (time, endtime) of its first and last rows, None when it has none."""
+    info: dict[str, Any] = {
+        "n": n, "start": int(start), "end": int(end), "run_id": run_id, "subruns": subruns,
+        "nbytes": nbytes,
+    }  # fmt: skip
+    if first is not None and last is not None:
+        info.update(first_time=first[0], first_endtime=first[1], last_time=last[0],
+                    last_endtime=last[1])  # fmt: skip
+    return info
 
 
 class ChunkWriter:
@@ -251,11 +258,10 @@ class ChunkWriter:
         self._check_open()
         if stream is not self._stream or stream.first is None or stream.last is None:
             raise StraxdError(f"{self.temp_dir}: not the open chunk stream, or it has no rows")
-        info: dict[str, Any] = {
-            "chunk_i": self.n_chunks, "n": stream.n, "start": int(start), "end": int(end),
-            "run_id": self.key.run_id, "subruns": None, "nbytes": stream.nbytes,
-            "first_time": stream.first[0], "first_endtime": stream.first[1],
-            "last_time": stream.last[0], "last_endtime": stream.last[1],
+        info = {
+            "chunk_i": self.n_chunks,
+            **chunk_info(start, end, self.key.run_id, None, stream.n, stream.nbytes,
+                         stream.first, stream.last),
         }  # fmt: skip
         self._check_contiguous(info)
         if stream.first[0] < start or max(stream.first[1], stream.last[1]) > end:
