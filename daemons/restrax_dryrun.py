@@ -112,19 +112,13 @@ async def rewrite_one_run(
         config.max_threads, options.deep_compare or config.deep_compare, options.ignore_checks,
     )  # fmt: skip
     try:
-        if not await worker.rewrite(items, abort=stop):
+        if not await worker.rewrite(items, abort=stop, log=log):
             return False
-        for item, done in zip(items, worker.done, strict=True):
+        for item in items:
             assert item.rewritten is not None
-            await asyncio.to_thread(
-                os.rename, item.rewritten, options.output_dir / item.source.name
-            )
-            log.info(
-                "rewritten", data_type=item.data_type, compressor=item.compressor,
-                rows=done["rows"], mb_in=round(done["bytes_in"] / 1e6, 2),
-                mb_out=round(done["bytes_out"] / 1e6, 2), output=str(options.output_dir),
-            )  # fmt: skip
-            log.info("would_register", data_type=item.data_type, production=True)
+            target = options.output_dir / item.source.name
+            await asyncio.to_thread(os.rename, item.rewritten, target)
+            log.info("would_register", data_type=item.data_type, location=str(target))
             log.info("would_remove_source", folder=str(item.source))
     except (StraxdError, OSError) as err:
         log.error("run_failed", error=str(err))

@@ -102,7 +102,7 @@ class RestraxRun:
         rewrite = [i for i in items if i.action == "rewrite"]
         if rewrite:
             await self._set_phase("rewriting")
-            await self._rewrite(run, rewrite)
+            await self._rewrite(rewrite)
         await self._set_phase("moving")
         for item in items:
             await asyncio.to_thread(place, item, self.options.unregistered_dir, self.log)
@@ -175,7 +175,7 @@ class RestraxRun:
         return items
 
     # ------------------------------------------------------------------ rewriting
-    async def _rewrite(self, run: RunDoc, items: list[Item]) -> None:
+    async def _rewrite(self, items: list[Item]) -> None:
         log_path = (
             self.options.state_dir / "runs" / f"{self.run_id}-restrax-e{self.lease.epoch}.log"
         )
@@ -183,17 +183,9 @@ class RestraxRun:
         worker = Worker(
             self.work, log_path, self.config.max_threads, deep, self.options.ignore_checks
         )
-        if not await worker.rewrite(items, abort=self.lease_lost):
+        if not await worker.rewrite(items, abort=self.lease_lost, log=self.log):
             raise LeaseLost(f"run {self.number}: restrax lease lost while rewriting")
         self.memory = worker.memory
-        for item, done in zip(items, worker.done, strict=True):
-            self.log.info(
-                "rewritten",
-                data_type=item.data_type,
-                rows=done["rows"],
-                mb_in=round(done["bytes_in"] / 1e6, 2),
-                mb_out=round(done["bytes_out"] / 1e6, 2),
-            )
 
     # ------------------------------------------------------------------ registering
     async def _register(self, item: Item) -> None:
@@ -277,8 +269,8 @@ class Worker:
     memory: dict[str, float] = field(default_factory=dict)  # avg and max RSS, MB
     done: list[dict[str, Any]] = field(default_factory=list)  # the worker's result per item
 
-    async def rewrite(self, items: list[Item], abort: asyncio.Event) -> bool:
-        """Rewrite ``items`` (setting ``item.rewritten``); False if ``abort`` stopped it.
+    async def rewrite(self, items: list[Item], abort: asyncio.Event, log: Any) -> bool:
+        """Rewrite ``items`` (setting ``item.rewritten``, logged); False if ``abort`` stopped it.
 
         A failed rewrite or verification raises RestraxFailed naming the folders.
         """
@@ -320,4 +312,9 @@ class Worker:
         self.done = [by_type[item.data_type] for item in items]
         for item, done in zip(items, self.done, strict=True):
             item.rewritten = Path(done["folder"])
+            log.info(
+                "rewritten", data_type=item.data_type, compressor=item.compressor,
+                rows=done["rows"], mb_in=round(done["bytes_in"] / 1e6, 2),
+                mb_out=round(done["bytes_out"] / 1e6, 2),
+            )  # fmt: skip
         return True
