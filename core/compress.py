@@ -13,6 +13,7 @@ announced is ``DataCorrupted`` naming the file.
 from __future__ import annotations
 
 import bz2
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,26 +312,30 @@ def decompress_file_into(name: str, path: Path | str, out: np.ndarray) -> None:
     """
     path = Path(path)
     codec = get_codec(name, str(path))
-    announced = _size(out.nbytes, out.itemsize)
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("decompress_file_into needs a writable C-contiguous output array")
     sink = _Sink(out.reshape(-1).view(np.uint8))
-    try:
+    with _as_corrupted(name, path, out.nbytes, out.itemsize):
         codec._decode(_file_pieces(path), sink)
+        if sink.n_bytes != out.nbytes:
+            raise _SizeMismatch(sink.n_bytes, exact=True)
+
+
+@contextlib.contextmanager
+def _as_corrupted(name: str, path: Path, announced_bytes: int, row_bytes: int) -> Iterator[None]:
+    """Turn any failure to decode ``path`` into DataCorrupted naming it (sizes in rows)."""
+    announced = _size(announced_bytes, row_bytes)
+    try:
+        yield
     except DataCorrupted:
         raise
     except _SizeMismatch as err:
-        got = _size(err.n_bytes, out.itemsize) if err.exact else f"more than {announced}"
+        got = _size(err.n_bytes, row_bytes) if err.exact else f"more than {announced}"
         raise DataCorrupted(
             f"{path}: decompresses to {got} but the metadata announces {announced}"
         ) from None
     except Exception as err:  # every library has its own error types for bad input
         raise DataCorrupted(f"{path}: cannot decompress as {name}: {err}") from err
-    if sink.n_bytes != out.nbytes:
-        raise DataCorrupted(
-            f"{path}: decompresses to {_size(sink.n_bytes, out.itemsize)} but the metadata "
-            f"announces {announced}"
-        )
 
 
 def _size(n_bytes: int, row_bytes: int) -> str:
@@ -357,7 +362,7 @@ def decompress_file_rows(
     capacity = len(buffer) * row_bytes
     raw = buffer.reshape(-1).view(np.uint8)
     filled = total = 0
-    try:
+    with _as_corrupted(name, path, n_rows * row_bytes, row_bytes):
         for out in _file_decoded(codec, path):
             view = memoryview(out).cast("B")
             while len(view):
@@ -369,20 +374,8 @@ def decompress_file_rows(
                 if filled == capacity:
                     yield buffer
                     filled = 0
-    except _SizeMismatch:
-        raise DataCorrupted(
-            f"{path}: decompresses to more than {_size(n_rows * row_bytes, row_bytes)}, "
-            "which the metadata announces"
-        ) from None
-    except DataCorrupted:
-        raise
-    except Exception as err:  # every library has its own error types for bad input
-        raise DataCorrupted(f"{path}: cannot decompress as {name}: {err}") from err
-    if total != n_rows * row_bytes:
-        raise DataCorrupted(
-            f"{path}: decompresses to {_size(total, row_bytes)} but the metadata announces "
-            f"{_size(n_rows * row_bytes, row_bytes)}"
-        )
+        if total != n_rows * row_bytes:
+            raise _SizeMismatch(total, exact=True)
     if filled:
         yield buffer[: filled // row_bytes]
 
