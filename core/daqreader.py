@@ -21,10 +21,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from straxd.core.chunk import Chunk, endtime, select_rows, sort_by_time
-from straxd.core.compress import decompress_file_bytes
+from straxd.core.chunk import Chunk, endtime, sort_by_time
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
+from straxd.core.live_files import Fragments, gather, read_dir
 
 ARTIFICIAL_DEADTIME_CHANNEL = 799
 DAQREADER_LINEAGE: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -203,51 +203,31 @@ class LiveRun:
         return (self.config.run_dir / f"{chunk_i:06d}").exists()
 
     # ------------------------------------------------------------------ loading
-    def _load_dir(self, path: Path, start: int, end: int) -> np.ndarray:
-        arrays = [self._load_file(file, start, end) for file in sorted(path.iterdir())]
-        records = np.concatenate(arrays) if arrays else np.zeros(0, self.dtype)
-        del arrays  # the decompressed files: free them before sorting
-        return sort_by_time(records)
+    def _load_dir(self, path: Path, start: int, end: int) -> Fragments:
+        return read_dir(path, self.dtype, self.config.compressor, start, end)
 
-    def _load_file(self, file: Path, start: int, end: int) -> np.ndarray:
-        raw = file.read_bytes()
-        if not raw:
-            return np.zeros(0, self.dtype)
-        payload = decompress_file_bytes(self.config.compressor, raw, str(file))
-        if len(payload) % self.dtype.itemsize:
-            raise BadInput(
-                f"{file}: {len(payload)} bytes is not a whole number of "
-                f"{self.dtype.itemsize}-byte fragments (wrong payload size?)"
-            )
-        data = np.frombuffer(payload, self.dtype)
-        outside = (data["time"] < start) | (data["time"] >= end)
-        if outside.any():
-            bad = int(data["time"][outside][0])
-            raise BadInput(
-                f"{file}: fragment starting at {bad} ns lies outside its window [{start}, {end})"
-            )
-        return data
-
-    def _last_end(self, records: np.ndarray) -> int:
+    def _last_end(self, records: Fragments) -> int:
         # straxen looks back one record length per channel of the map: kept for equal results.
         n_channels = sum(b - a + 1 for a, b in self.config.channel_map.values())
-        return int(endtime(records[-self.config.record_length * n_channels :]).max())
+        tail = records.select(slice(-self.config.record_length * n_channels, None))
+        return int(tail.sorted_endtime().max())
 
-    def _overlap(self, path: Path, start: int, end: int, kind: str) -> tuple[np.ndarray, int]:
+    def _overlap(self, path: Path, start: int, end: int, kind: str) -> tuple[Fragments, int]:
         """Records of an overlap part this chunk keeps, and the break time."""
         records = self._load_dir(path, start, end)
         min_gap = self.config.safe_break_ns
         if not len(records) or self._last_end(records) + min_gap < end:
-            return (records if kind == "post" else records[:0]), end - min_gap
+            return (records if kind == "post" else records.select(slice(0))), end - min_gap
         not_before = start + self.config.record_length * self.config.max_digitizer_dt_ns
         index = (
-            _find_break(records["time"], endtime(records), min_gap, not_before)
+            _find_break(records.sorted_time(), records.sorted_endtime(), min_gap, not_before)
             if len(records) > 1
             else -1
         )
         if index >= 0:
-            break_time = int(records["time"][index])
-            return (records[:index] if kind == "post" else records[index:]), break_time
+            break_time = int(records.sorted_time()[index])
+            part = slice(None, index) if kind == "post" else slice(index, None)
+            return records.select(part), break_time
         break_time = end - min_gap
         dead_start = break_time - self.config.record_length * self.config.max_digitizer_dt_ns
         self.warnings.append(
@@ -255,10 +235,11 @@ class LiveRun:
             f"[{dead_start}, {end}) inserted, data there dropped"
         )
         if kind == "pre":
-            return self._deadtime(break_time, end), break_time
-        kept = records[endtime(records) <= break_time]
-        return sort_by_time(
-            np.concatenate([kept, self._deadtime(dead_start, break_time)])
+            return Fragments.of_sorted(self._deadtime(break_time, end)), break_time
+        ordered = records.sorted_rows()
+        kept = ordered[endtime(ordered) <= break_time]
+        return Fragments.of_sorted(
+            sort_by_time(np.concatenate([kept, self._deadtime(dead_start, break_time)]))
         ), break_time
 
     def _deadtime(self, start: int, end: int) -> np.ndarray:
@@ -289,21 +270,21 @@ class LiveRun:
         return self._split(pieces, chunk_i, run_id, c.t0_ns + break_pre, c.t0_ns + break_post)
 
     def _split(
-        self, pieces: list[np.ndarray], chunk_i: int, run_id: str, start: int, end: int
+        self, pieces: list[Fragments], chunk_i: int, run_id: str, start: int, end: int
     ) -> dict[str, Chunk]:
         """One chunk per raw_records type: its subdetector's rows of the pieces, in order.
 
-        Each type's rows are selected from the pieces straight into its own array: one copy of
-        the chunk, where joining the pieces first and splitting the result made two.
+        Each type's rows are gathered from the decoded files straight into its own array.
         """
         ranges = np.array(list(self.config.channel_map.values()), dtype=np.int64)
         which = []
         for piece in pieces:
-            piece_which, bad = _which_detector(piece["channel"], ranges)
+            channels = piece.rows["channel"][piece.order]
+            piece_which, bad = _which_detector(channels, ranges)
             if bad >= 0:
                 raise BadInput(
                     f"{self.config.run_dir / f'{chunk_i:06d}'}: data in unknown channel "
-                    f"{int(piece['channel'][bad])}"
+                    f"{int(channels[bad])}"
                 )
             which.append(piece_which)
         chunks: dict[str, Chunk] = {}
@@ -311,14 +292,26 @@ class LiveRun:
             name = output_name(subdetector)
             if name is None:
                 continue
-            data = select_rows(pieces, [w == i for w in which])
+            data = _gather_pieces(
+                [(p.rows, p.order[w == i]) for p, w in zip(pieces, which, strict=True)]
+            )
             if len(data):
                 dt = int(data["dt"][0])
                 data["time"] += dt * (self.config.t0_ns // dt)
             chunks[name] = Chunk(name, name, run_id, start, end, data, target_size_mb=500)
         for name in RAW_RECORDS_TYPES:
-            chunks.setdefault(name, Chunk(name, name, run_id, start, end, pieces[0][:0]))
+            chunks.setdefault(name, Chunk(name, name, run_id, start, end, pieces[0].rows[:0]))
         return chunks
+
+
+def _gather_pieces(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The indexed rows of each part, one part after another, in one new array."""
+    out = np.empty(sum(len(index) for _, index in parts), dtype=parts[0][0].dtype)
+    offset = 0
+    for rows, index in parts:
+        gather(rows, index, out[offset : offset + len(index)])
+        offset += len(index)
+    return out
 
 
 @numba.njit(nogil=True, cache=True)

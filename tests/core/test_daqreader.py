@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import lz4.frame
 import numpy as np
 import pytest
 
@@ -17,7 +20,7 @@ from straxd.core.daqreader import (
 )
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput, DataCorrupted
-from straxd.core.redax import LiveDataWriter, ReaderLayout
+from straxd.core.redax import LiveDataWriter, ReaderLayout, compress_fragments
 from straxd.core.synth import Simulator
 from tests.oracle import run_straxen_script
 
@@ -139,6 +142,77 @@ class TestAgainstStraxen:
             assert any("artificial deadtime" in w for w in live.warnings)
         if case == "simulated":
             assert len(ours["raw_records"]) + len(ours["raw_records_he"]) == len(data)
+
+
+def _rewrite_files(run_dir: Path, recompress: Callable[[bytes], bytes]) -> None:
+    """Every non-empty live_data file of a run, decoded and compressed again."""
+    for path in run_dir.glob("*/*"):
+        if path.parent.name != "THE_END" and path.stat().st_size:
+            path.write_bytes(recompress(lz4.frame.decompress(path.read_bytes())))
+
+
+class TestFileForms:
+    """The reader takes the files of any redax build: sizes in the frame header or not."""
+
+    @pytest.mark.parametrize("form", ["lz4_without_size", "blosc"])
+    def test_same_rows_as_lz4_with_size(self, tmp_path: Path, form: str) -> None:
+        """redax's C library leaves the size out of lz4 frames; blosc always has it."""
+        data = simulated(2, seed=3)
+        config = _config(tmp_path / "sized" / "000001")
+        write_run(config.run_dir, data, 2)
+        expected, expected_bounds, _ = read_all(config)
+        other = _config(tmp_path / "other" / "000001", compressor=form.split("_")[0])
+        shutil.copytree(config.run_dir, other.run_dir)
+        if form == "blosc":
+            _rewrite_files(other.run_dir, lambda b: compress_fragments(b, "blosc"))
+        else:
+            _rewrite_files(other.run_dir, lambda b: lz4.frame.compress(b, store_size=False))
+            head = next(p for p in other.run_dir.glob("000000/*") if p.stat().st_size)
+            assert lz4.frame.get_frame_info(head.read_bytes()[:32])["content_size"] == 0
+        got, bounds, _ = read_all(other)
+        assert bounds == expected_bounds
+        for name in RAW_RECORDS_TYPES:
+            assert got[name].tobytes() == expected[name].tobytes(), name
+
+    @pytest.mark.parametrize("announced", [-244, 244, 10**9])
+    def test_header_announcing_another_size(self, tmp_path: Path, announced: int) -> None:
+        """A frame header whose size disagrees with its content: DataCorrupted naming the file."""
+        config = _config(tmp_path / "000001")
+        write_run(config.run_dir, fragments([100, 200, 300, 5000], [1, 2, 3, 1]), 1)
+        path = next(p for p in sorted(config.run_dir.glob("000000/*")) if p.stat().st_size)
+        payload = lz4.frame.decompress(path.read_bytes())
+        n_bytes = len(payload) + announced
+        path.write_bytes(_with_content_size(lz4.frame.compress(payload), n_bytes))
+        with pytest.raises(DataCorrupted, match=path.name):
+            LiveRun(config).load_chunk(0, "000001")
+
+
+def _with_content_size(frame: bytes, n_bytes: int) -> bytes:
+    """An lz4 frame whose header announces ``n_bytes`` (header checksum recomputed)."""
+    assert frame[4] & 0x08, "the frame must carry a content size"
+    assert _header_checksum(frame[4:14]) == frame[14], "checksum rule reproduced"
+    descriptor = frame[4:6] + n_bytes.to_bytes(8, "little")
+    return frame[:4] + descriptor + bytes([_header_checksum(descriptor)]) + frame[15:]
+
+
+def _header_checksum(descriptor: bytes) -> int:
+    """lz4 frame header checksum: second byte of xxHash32 (seed 0) of a descriptor < 16 bytes."""
+    primes = (2654435761, 2246822519, 3266489917, 668265263, 374761393)
+    mask = 0xFFFFFFFF
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & mask
+
+    h = (primes[4] + len(descriptor)) & mask
+    words = len(descriptor) // 4
+    for i in range(words):
+        word = int.from_bytes(descriptor[4 * i : 4 * i + 4], "little")
+        h = rotl((h + word * primes[2]) & mask, 17) * primes[3] & mask
+    for byte in descriptor[4 * words :]:
+        h = rotl((h + byte * primes[4]) & mask, 11) * primes[0] & mask
+    h = (h ^ (h >> 15)) * primes[1] & mask
+    h = (h ^ (h >> 13)) * primes[2] & mask
+    return ((h ^ (h >> 16)) >> 8) & 0xFF
 
 
 class TestReadiness:
