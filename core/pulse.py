@@ -66,38 +66,68 @@ def check_overlaps(raw_records: np.ndarray, n_channels: int = 3000) -> None:
         )
 
 
-def raw_to_records(raw_records: np.ndarray) -> np.ndarray:
-    """records with the shared fields of raw_records copied (baseline i2 becomes f4)."""
+# The fields _baselined writes: all of record_dtype's.
+_RECORD_FIELDS = {
+    *("time", "length", "dt", "channel", "pulse_length", "record_i", "area", "reduction_level"),
+    *("baseline", "baseline_rms", "amplitude_bit_shift", "data"),
+}
+
+
+def baselined_records(
+    raw_records: np.ndarray,
+    baseline_samples: int = 40,
+    flip: bool = True,
+    allow_sloppy_chunking: bool = False,
+    fallback_baseline: float = 16000.0,
+) -> np.ndarray:
+    """strax's raw_to_records, zero_out_of_bounds, baseline and integrate in one pass.
+
+    Each raw fragment is read once and its record written once, where the four steps each went
+    through the whole chunk; the operations and their order per record are the same, so are
+    the results.
+    """
     samples = raw_records.dtype["data"].shape[0]
-    records = np.zeros(len(raw_records), dtype=record_dtype(samples))
-    for name in ("time", "length", "dt", "channel", "pulse_length", "record_i", "baseline", "data"):
-        records[name] = raw_records[name]
+    records = np.empty(len(raw_records), dtype=record_dtype(samples))
+    # np.empty: every field is written below; a new field in the dtype must be added there too.
+    assert set(records.dtype.names or ()) == _RECORD_FIELDS
+    bad = _baselined(
+        raw_records, records, baseline_samples, flip, allow_sloppy_chunking, fallback_baseline
+    )
+    if bad >= 0:
+        _raise_no_first_fragment(records[bad])
     return records
 
 
 @numba.njit(nogil=True, cache=True)
-def zero_out_of_bounds(records: np.ndarray) -> None:
-    """Zero the samples beyond each record's length (in place)."""
-    if not len(records):
-        return
-    n = len(records[0]["data"])
-    for r in records:
-        if r["length"] < n:
-            r["data"][r["length"] :] = 0
-
-
-@numba.njit(nogil=True, cache=True)
-def _baseline(
-    records: np.ndarray, baseline_samples: int, flip: bool, sloppy: bool, fallback: float
+def _baselined(
+    raw: np.ndarray,
+    records: np.ndarray,
+    baseline_samples: int,
+    flip: bool,
+    sloppy: bool,
+    fallback: float,
 ) -> int:
-    """Baseline, flip and store; returns the index of a record missing its first fragment, or -1."""
-    if not len(records):
+    """Fill records from raw; the index of a record missing its first fragment, or -1."""
+    if not len(raw):
         return -1
-    n_channels = records["channel"].max() + 1
+    n_channels = raw["channel"].max() + 1
     last = np.zeros((n_channels, 2), dtype=np.float32)
     seen_first = np.zeros(n_channels, dtype=np.bool_)
-    for i in range(len(records)):
-        d = records[i]
+    samples = len(records[0]["data"])
+    sign = -1 if flip else 1
+    for i in range(len(raw)):
+        r, d = raw[i], records[i]
+        d["time"], d["length"], d["dt"] = r["time"], r["length"], r["dt"]
+        d["channel"], d["pulse_length"], d["record_i"] = (
+            r["channel"],
+            r["pulse_length"],
+            r["record_i"],
+        )
+        d["reduction_level"], d["amplitude_bit_shift"] = 0, 0
+        n = min(r["length"], samples)
+        for j in range(n):
+            d["data"][j] = r["data"][j]
+        d["data"][n:] = 0
         ch = d["channel"]
         if d["record_i"] == 0:
             seen_first[ch] = True
@@ -112,39 +142,32 @@ def _baseline(
                     return i
                 last[ch, 0], last[ch, 1] = fallback, fallback
                 bl, rms = last[ch, 0], np.nan
-        sign = -1 if flip else 1
-        for j in range(d["length"]):
+        for j in range(n):
             d["data"][j] = sign * (d["data"][j] - int(bl))
         d["baseline"] = bl
         d["baseline_rms"] = rms
+        d["area"] = d["data"].sum() * 2 ** d["amplitude_bit_shift"] + int(
+            round((d["baseline"] % 1) * d["length"])
+        )
     return -1
 
 
-def baseline(
-    records: np.ndarray,
-    baseline_samples: int = 40,
-    flip: bool = True,
-    allow_sloppy_chunking: bool = False,
-    fallback_baseline: float = 16000.0,
-) -> None:
-    """Baseline from the first samples of each pulse, subtracted (and flipped) in place."""
-    i = _baseline(records, baseline_samples, flip, allow_sloppy_chunking, fallback_baseline)
-    if i >= 0:
-        r = records[i]
-        raise BadInput(
-            f"channel {int(r['channel'])}: fragment {int(r['record_i'])} at {int(r['time'])} ns "
-            "has no first fragment to take the baseline from"
-        )
-
-
 @numba.njit(nogil=True, cache=True)
-def integrate(records: np.ndarray) -> None:
-    """Area of every record in place, the baseline's fractional part added back."""
-    for i in range(len(records)):
-        r = records[i]
-        records[i]["area"] = r["data"].sum() * 2 ** r["amplitude_bit_shift"] + int(
-            round((r["baseline"] % 1) * r["length"])
-        )
+def zero_out_of_bounds(records: np.ndarray) -> None:
+    """Zero the samples beyond each record's length (in place)."""
+    if not len(records):
+        return
+    n = len(records[0]["data"])
+    for r in records:
+        if r["length"] < n:
+            r["data"][r["length"] :] = 0
+
+
+def _raise_no_first_fragment(record: np.void) -> None:
+    raise BadInput(
+        f"channel {int(record['channel'])}: fragment {int(record['record_i'])} at "
+        f"{int(record['time'])} ns has no first fragment to take the baseline from"
+    )
 
 
 @numba.njit(nogil=True, cache=True)
@@ -388,10 +411,9 @@ def pulse_processing(
         check_overlaps(raw_records, n_channels=3000)
     if len(raw_records) and raw_records["channel"].max() >= n_tpc_pmts:
         raw_records = raw_records[raw_records["channel"] < n_tpc_pmts]
-    r = raw_to_records(raw_records)
-    zero_out_of_bounds(r)
-    baseline(r, baseline_samples=baseline_samples, allow_sloppy_chunking=allow_sloppy_chunking)
-    integrate(r)
+    r = baselined_records(
+        raw_records, baseline_samples=baseline_samples, allow_sloppy_chunking=allow_sloppy_chunking
+    )
     counts = count_pulses(r, n_tpc_pmts)
     counts["time"], counts["endtime"] = start, end
     if len(r):

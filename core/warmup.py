@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core import chunk, daqreader, pulse
+from straxd.core import chunk, daqreader, live_files, pulse
 from straxd.core.context import PLUGIN_CLASSES
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.filestore import FileStore
@@ -73,7 +73,9 @@ def warm_up() -> float:
     ends = chunk.endtime(raw)
     daqreader._find_break(raw["time"], ends, 1000, 0)
     daqreader._which_detector(raw["channel"], np.array([[0, 493], [500, 752]], dtype=np.int64))
-    pulse.baseline(pulse.raw_to_records(np.zeros(1, raw_record_dtype())))
+    fragments = live_files.Fragments.of_sorted(raw)
+    fragments.sorted_rows()
+    live_files._window_key(raw["time"], raw["channel"], 0, 20_000_000)
     _warm_chain()
     return time.monotonic() - started
 
