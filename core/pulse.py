@@ -16,6 +16,9 @@ from straxd.core.dtypes import HIT_DTYPE, record_dtype
 from straxd.core.errors import BadInput
 
 NO_RECORD_LINK = -1
+# Hit thresholds beyond the int16 samples: no sample reaches the first, every one the second.
+_NEVER_ABOVE = 2.0**15
+_ALWAYS_ABOVE = -(2**15)
 HITS_ONLY = 2  # strax ReductionLevel.HITS_ONLY
 NO_PULSE_COUNTS = -9999
 
@@ -219,67 +222,61 @@ def find_hits(
             f"hit thresholds given for {len(amplitude)} channels, but records have "
             f"channel {int(records['channel'].max())}"
         )
-    n_hits = _count_hits(records, amplitude, over_noise)
+    n_hits = _scan_hits(records, amplitude, over_noise, np.zeros(0, HIT_DTYPE), False)
     hits = np.zeros(n_hits, dtype=HIT_DTYPE)
-    _fill_hits(records, amplitude, over_noise, hits)
+    _scan_hits(records, amplitude, over_noise, hits, True)
     return hits
 
 
 @numba.njit(nogil=True, cache=True)
-def _count_hits(records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray) -> int:
-    n = 0
-    for r in records:
-        ch = r["channel"]
-        threshold = max(amplitude[ch], r["baseline_rms"] * over_noise[ch])
-        inside = False
-        for i in range(r["length"]):
-            above = r["data"][i] >= threshold
-            if above and not inside:
-                n += 1
-            inside = above
-    return n
+def _scan_hits(
+    records: np.ndarray,
+    amplitude: np.ndarray,
+    over_noise: np.ndarray,
+    hits: np.ndarray,
+    fill: bool,
+) -> int:
+    """Count the hits, and write them into ``hits`` when ``fill``.
 
-
-@numba.njit(nogil=True, cache=True)
-def _fill_hits(
-    records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray, hits: np.ndarray
-) -> None:
+    Samples are integers, so ``x >= threshold`` is ``x >= ceil(threshold)``: the integer test
+    is the cheaper one. A hit without a sample above 0 takes ``max_time`` from the hit before
+    it, even in an earlier record, as in strax (whose variable lives across records).
+    """
     k = 0
+    max_time = 0
     for record_i in range(len(records)):
         r = records[record_i]
         ch = r["channel"]
         threshold = max(amplitude[ch], r["baseline_rms"] * over_noise[ch])
-        n_samples = r["length"]
-        start = -1
-        area = 0
-        height = 0
-        max_time = 0
-        for i in range(n_samples + 1):
-            above = i < n_samples and r["data"][i] >= threshold
-            if above:
-                x = r["data"][i]
-                if start < 0:
-                    start = i
+        if not threshold <= _NEVER_ABOVE:  # NaN or beyond every int16: no sample is above
+            continue
+        at_least = _ALWAYS_ABOVE if threshold < _ALWAYS_ABOVE else int(np.ceil(threshold))
+        data, n, t0, dt = r["data"], r["length"], r["time"], r["dt"]
+        i = 0
+        while i < n:
+            if data[i] < at_least:
+                i += 1
+                continue
+            start, area, height = i, 0, 0
+            while i < n and data[i] >= at_least:
+                x = data[i]
                 area += x
                 if x > height:
                     height = x
-                    max_time = r["time"] + i * r["dt"]
-            elif start >= 0:
-                h = hits[k]
+                    max_time = t0 + i * dt
+                i += 1
+            if fill:
                 fraction = r["baseline"] % 1
+                h = hits[k]
                 h["threshold"] = threshold
-                h["left"] = start
-                h["right"] = i
-                h["time"] = r["time"] + start * r["dt"]
-                h["length"] = i - start
-                h["dt"] = r["dt"]
-                h["channel"] = ch
-                h["record_i"] = record_i
+                h["left"], h["right"] = start, i
+                h["time"], h["length"], h["dt"] = t0 + start * dt, i - start, dt
+                h["channel"], h["record_i"] = ch, record_i
                 h["area"] = area + (i - start) * fraction
                 h["height"] = height + fraction
                 h["max_time"] = max_time
-                k += 1
-                start, area, height = -1, 0, 0
+            k += 1
+    return k
 
 
 def cut_outside_hits(

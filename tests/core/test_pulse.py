@@ -94,6 +94,19 @@ class TestAgainstStrax:
             strax.cut_outside_hits(theirs, their_hits, 3, 20),
         )
 
+    @settings(max_examples=40, deadline=None)
+    @given(
+        raw=raw_records(),
+        threshold=st.sampled_from([-40000.0, -3.5, 0.0, 0.5, 14.2, 32767.0, 32767.5, 1e6]),
+    )
+    def test_hits_for_any_threshold(self, raw: np.ndarray, threshold: float) -> None:
+        """Thresholds below, between and beyond the integer samples find strax's hits."""
+        ours, theirs = _our_records(raw), _strax_records(raw)
+        hits = pulse.find_hits(ours, threshold)
+        np.testing.assert_array_equal(
+            _sort_hits(hits), _sort_hits(strax.find_hits(theirs, threshold))
+        )
+
     def test_documented_hit_example(self) -> None:
         """Section 5.1's example: hits (1,3) area 51 height 30.5, (5,7), (9,10)."""
         r = np.zeros(1, record_dtype())
