@@ -18,6 +18,7 @@ from straxd.core.errors import BadInput
 NO_RECORD_LINK = -1
 # Hit thresholds beyond the int16 samples: no sample reaches the first, every one the second.
 _NEVER_ABOVE = 2.0**15
+_NEVER_ABOVE_INT = 2**15
 _ALWAYS_ABOVE = -(2**15)
 HITS_ONLY = 2  # strax ReductionLevel.HITS_ONLY
 NO_PULSE_COUNTS = -9999
@@ -155,17 +156,6 @@ def _baselined(
     return -1
 
 
-@numba.njit(nogil=True, cache=True)
-def zero_out_of_bounds(records: np.ndarray) -> None:
-    """Zero the samples beyond each record's length (in place)."""
-    if not len(records):
-        return
-    n = len(records[0]["data"])
-    for r in records:
-        if r["length"] < n:
-            r["data"][r["length"] :] = 0
-
-
 def _raise_no_first_fragment(record: np.void) -> None:
     raise BadInput(
         f"channel {int(record['channel'])}: fragment {int(record['record_i'])} at "
@@ -222,35 +212,54 @@ def find_hits(
             f"hit thresholds given for {len(amplitude)} channels, but records have "
             f"channel {int(records['channel'].max())}"
         )
-    n_hits = _scan_hits(records, amplitude, over_noise, np.zeros(0, HIT_DTYPE), False)
-    hits = np.zeros(n_hits, dtype=HIT_DTYPE)
-    _scan_hits(records, amplitude, over_noise, hits, True)
+    hits = np.zeros(_count_hits(records, amplitude, over_noise), dtype=HIT_DTYPE)
+    _fill_hits(records, amplitude, over_noise, hits)
     return hits
 
 
 @numba.njit(nogil=True, cache=True)
-def _scan_hits(
-    records: np.ndarray,
-    amplitude: np.ndarray,
-    over_noise: np.ndarray,
-    hits: np.ndarray,
-    fill: bool,
-) -> int:
-    """Count the hits, and write them into ``hits`` when ``fill``.
+def _threshold(record: Any, amplitude: np.ndarray, over_noise: np.ndarray) -> tuple[float, int]:
+    """strax's hit threshold of a record, and the least integer sample reaching it.
 
-    Samples are integers, so ``x >= threshold`` is ``x >= ceil(threshold)``: the integer test
-    is the cheaper one. A hit without a sample above 0 takes ``max_time`` from the hit before
-    it, even in an earlier record, as in strax (whose variable lives across records).
+    Samples are integers, so ``x >= threshold`` is ``x >= ceil(threshold)``, the cheaper test;
+    a threshold that no sample reaches (or NaN) gives an integer above every int16.
+    """
+    ch = record["channel"]
+    threshold = max(amplitude[ch], record["baseline_rms"] * over_noise[ch])
+    if not threshold <= _NEVER_ABOVE:
+        return threshold, _NEVER_ABOVE_INT
+    return threshold, _ALWAYS_ABOVE if threshold < _ALWAYS_ABOVE else int(np.ceil(threshold))
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_hits(records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray) -> int:
+    """Number of hits: rising edges of the above-threshold mask (no branches per sample)."""
+    n = np.int64(0)
+    for r in records:
+        at_least = _threshold(r, amplitude, over_noise)[1]
+        data = r["data"]
+        before = np.int64(0)
+        for i in range(r["length"]):
+            above = np.int64(data[i] >= at_least)
+            n += above & (1 - before)
+            before = above
+    return int(n)
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_hits(
+    records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray, hits: np.ndarray
+) -> None:
+    """Write the hits (``hits`` has room for exactly them).
+
+    A hit without a sample above 0 takes ``max_time`` from the hit before it, even in an
+    earlier record, as in strax (whose variable lives across records).
     """
     k = 0
     max_time = 0
     for record_i in range(len(records)):
         r = records[record_i]
-        ch = r["channel"]
-        threshold = max(amplitude[ch], r["baseline_rms"] * over_noise[ch])
-        if not threshold <= _NEVER_ABOVE:  # NaN or beyond every int16: no sample is above
-            continue
-        at_least = _ALWAYS_ABOVE if threshold < _ALWAYS_ABOVE else int(np.ceil(threshold))
+        threshold, at_least = _threshold(r, amplitude, over_noise)
         data, n, t0, dt = r["data"], r["length"], r["time"], r["dt"]
         i = 0
         while i < n:
@@ -265,18 +274,16 @@ def _scan_hits(
                     height = x
                     max_time = t0 + i * dt
                 i += 1
-            if fill:
-                fraction = r["baseline"] % 1
-                h = hits[k]
-                h["threshold"] = threshold
-                h["left"], h["right"] = start, i
-                h["time"], h["length"], h["dt"] = t0 + start * dt, i - start, dt
-                h["channel"], h["record_i"] = ch, record_i
-                h["area"] = area + (i - start) * fraction
-                h["height"] = height + fraction
-                h["max_time"] = max_time
+            fraction = r["baseline"] % 1
+            h = hits[k]
+            h["threshold"] = threshold
+            h["left"], h["right"] = start, i
+            h["time"], h["length"], h["dt"] = t0 + start * dt, i - start, dt
+            h["channel"], h["record_i"] = r["channel"], record_i
+            h["area"] = area + (i - start) * fraction
+            h["height"] = height + fraction
+            h["max_time"] = max_time
             k += 1
-    return k
 
 
 def cut_outside_hits(
@@ -293,49 +300,73 @@ def cut_outside_hits(
 def cut_outside_hits_in_place(
     records: np.ndarray, hits: np.ndarray, left_extension: int = 2, right_extension: int = 15
 ) -> None:
-    """Zero data except around hits, in place (as strax's cut_outside_hits, without a copy).
+    """Zero data except around hits, in place (strax's cut_outside_hits, without a copy).
 
-    A sample mask is a third of a copy of the records, whose size is the chunk's.
+    Also zeroes the samples beyond each record's length (strax's zero_out_of_bounds, which
+    follows the cut in pulse processing).
     """
     if not len(records):
         return
     records["reduction_level"] = HITS_ONLY
-    keep = np.zeros((len(records), records.dtype["data"].shape[0]), dtype=np.bool_)
-    _mark_kept(records, hits, keep, left_extension, right_extension)
-    _zero_unkept(records, keep)
+    first_hit = _first_hits(hits["record_i"], len(records))
+    if not len(first_hit):  # not in record order (find_hits gives them in order)
+        hits = hits[np.argsort(hits["record_i"], kind="stable")]
+        first_hit = _first_hits(hits["record_i"], len(records))
+    previous, following = record_links(records)
+    _cut(records, hits, first_hit, previous, following, left_extension, right_extension)
 
 
 @numba.njit(nogil=True, cache=True)
-def _mark_kept(
+def _first_hits(by_record: np.ndarray, n_records: int) -> np.ndarray:
+    """Index of each record's first hit (and the end); empty if the hits are not in order."""
+    first = np.empty(n_records + 1, np.int64)
+    k = 0
+    for i in range(n_records + 1):
+        while k < len(by_record) and by_record[k] < i:
+            if k and by_record[k] < by_record[k - 1]:
+                return first[:0]
+            k += 1
+        first[i] = k
+    return first
+
+
+@numba.njit(nogil=True, cache=True)
+def _cut(
     records: np.ndarray,
     hits: np.ndarray,
-    keep: np.ndarray,
+    first_hit: np.ndarray,
+    previous: np.ndarray,
+    following: np.ndarray,
     left_extension: int,
     right_extension: int,
 ) -> None:
-    """Mark the samples strax's cut_outside_hits copies (the same slices, so the same samples)."""
+    """Per record, the samples strax's cut copies (its own hits' windows, the head a hit of the
+    previous fragment reaches into, the tail one of the next reaches back to); zero the rest.
+    The slices are strax's, so negative bounds wrap as they do there."""
     samples = len(records[0]["data"])
-    previous, following = record_links(records)
-    for h in hits:
-        i = h["record_i"]
-        start_keep = h["left"] - left_extension
-        end_keep = h["right"] + right_extension
-        a = max(0, start_keep)
-        b = min(records[i]["length"], end_keep)
-        if a < b:
-            keep[i][a:b] = True
-        if start_keep < 0 and previous[i] != NO_RECORD_LINK:
-            keep[previous[i]][samples + start_keep :] = True
-        if end_keep > samples and following[i] != NO_RECORD_LINK:
-            keep[following[i]][: end_keep - samples] = True
-
-
-@numba.njit(nogil=True, cache=True)
-def _zero_unkept(records: np.ndarray, keep: np.ndarray) -> None:
+    keep = np.zeros(samples, dtype=np.bool_)
     for i in range(len(records)):
-        data = records[i]["data"]
-        for j in range(len(data)):
-            if not keep[i, j]:
+        keep[:] = False
+        for k in range(first_hit[i], first_hit[i + 1]):
+            a = max(0, hits[k]["left"] - left_extension)
+            b = min(records[i]["length"], hits[k]["right"] + right_extension)
+            if a < b:
+                keep[a:b] = True
+        p = previous[i]
+        if p != NO_RECORD_LINK:
+            for k in range(first_hit[p], first_hit[p + 1]):
+                end_keep = hits[k]["right"] + right_extension
+                if end_keep > samples:
+                    keep[: end_keep - samples] = True
+        f = following[i]
+        if f != NO_RECORD_LINK:
+            for k in range(first_hit[f], first_hit[f + 1]):
+                start_keep = hits[k]["left"] - left_extension
+                if start_keep < 0:
+                    keep[samples + start_keep :] = True
+        data, length = records[i]["data"], records[i]["length"]
+        for j in range(samples):
+            if j >= length or not keep[j]:
                 data[j] = 0
 
 
@@ -418,5 +449,4 @@ def pulse_processing(
         left, right = save_outside_hits
         # In place: r is this call's own array, and a copy would double the chunk's memory.
         cut_outside_hits_in_place(r, hits, left_extension=left, right_extension=right)
-        zero_out_of_bounds(r)
     return {"records": r, "pulse_counts": counts, "veto_regions": np.zeros(0, dtype=HIT_DTYPE)}
