@@ -1,4 +1,4 @@
-"""Pulse processing kernels: raw_records -> records, hits, pulse counts.
+"""Pulse processing kernels: raw_records -> records, hits (pulse counts: ``pulse_counts``).
 
 Pure numba, GIL released, no IO. They follow strax 2.2.3's and straxen 4.0.0's operation order
 (including which values are float32 and which float64) so that results are bit-identical, not
@@ -14,6 +14,7 @@ import numpy as np
 
 from straxd.core.dtypes import HIT_DTYPE, record_dtype
 from straxd.core.errors import BadInput
+from straxd.core.pulse_counts import count_pulses
 
 NO_RECORD_LINK = -1
 # Hit thresholds beyond the int16 samples: no sample reaches the first, every one the second.
@@ -21,29 +22,6 @@ _NEVER_ABOVE = 2.0**15
 _NEVER_ABOVE_INT = 2**15
 _ALWAYS_ABOVE = -(2**15)
 HITS_ONLY = 2  # strax ReductionLevel.HITS_ONLY
-NO_PULSE_COUNTS = -9999
-
-
-def pulse_count_dtype(n_channels: int) -> np.dtype[Any]:
-    """straxen's pulse_counts: one row per chunk with per-channel counts and areas."""
-    return np.dtype(
-        [
-            (("Start time of the chunk", "time"), np.int64),
-            (("End time of the chunk", "endtime"), np.int64),
-            (("Number of pulses", "pulse_count"), (np.int64, n_channels)),
-            (("Number of lone pulses", "lone_pulse_count"), (np.int64, n_channels)),
-            (
-                ("Integral of all pulses in ADC_count x samples", "pulse_area"),
-                (np.int64, n_channels),
-            ),
-            (
-                ("Integral of lone pulses in ADC_count x samples", "lone_pulse_area"),
-                (np.int64, n_channels),
-            ),
-            (("Average baseline", "baseline_mean"), (np.int16, n_channels)),
-            (("Average baseline rms", "baseline_rms_mean"), (np.float32, n_channels)),
-        ]
-    )
 
 
 @numba.njit(nogil=True, cache=True)
@@ -199,6 +177,18 @@ def find_hits(
     """Hits: maximal runs of samples at or above threshold within one record, in record order."""
     if not len(records):
         return np.zeros(0, dtype=HIT_DTYPE)
+    amplitude, over_noise = _hit_thresholds(records, min_amplitude, min_height_over_noise)
+    hits = np.zeros(_count_hits(records, amplitude, over_noise), dtype=HIT_DTYPE)
+    _fill_hits(records, amplitude, over_noise, hits)
+    return hits
+
+
+def _hit_thresholds(
+    records: np.ndarray,
+    min_amplitude: float | np.ndarray | tuple[float, ...],
+    min_height_over_noise: float | np.ndarray | tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel threshold arrays, checked to cover every channel of the records."""
     per_channel = [
         v
         for v in (min_amplitude, min_height_over_noise)
@@ -212,9 +202,7 @@ def find_hits(
             f"hit thresholds given for {len(amplitude)} channels, but records have "
             f"channel {int(records['channel'].max())}"
         )
-    hits = np.zeros(_count_hits(records, amplitude, over_noise), dtype=HIT_DTYPE)
-    _fill_hits(records, amplitude, over_noise, hits)
-    return hits
+    return amplitude, over_noise
 
 
 @numba.njit(nogil=True, cache=True)
@@ -261,165 +249,128 @@ def _fill_hits(
         r = records[record_i]
         threshold, at_least = _threshold(r, amplitude, over_noise)
         data, n, t0, dt = r["data"], r["length"], r["time"], r["dt"]
-        i = 0
-        while i < n:
-            if data[i] < at_least:
-                i += 1
-                continue
-            start, area, height = i, 0, 0
-            while i < n and data[i] >= at_least:
+        start, end = _next_hit(data, n, at_least, 0)
+        while start < n:
+            area, height = 0, 0
+            for i in range(start, end):
                 x = data[i]
                 area += x
                 if x > height:
                     height = x
                     max_time = t0 + i * dt
-                i += 1
             fraction = r["baseline"] % 1
             h = hits[k]
             h["threshold"] = threshold
-            h["left"], h["right"] = start, i
-            h["time"], h["length"], h["dt"] = t0 + start * dt, i - start, dt
+            h["left"], h["right"] = start, end
+            h["time"], h["length"], h["dt"] = t0 + start * dt, end - start, dt
             h["channel"], h["record_i"] = r["channel"], record_i
-            h["area"] = area + (i - start) * fraction
+            h["area"] = area + (end - start) * fraction
             h["height"] = height + fraction
             h["max_time"] = max_time
             k += 1
-
-
-def cut_outside_hits(
-    records: np.ndarray, hits: np.ndarray, left_extension: int = 2, right_extension: int = 15
-) -> np.ndarray:
-    """A copy of records with data zeroed except around hits (into neighbouring fragments)."""
-    if not len(records):
-        return records
-    result = records.copy()
-    cut_outside_hits_in_place(result, hits, left_extension, right_extension)
-    return result
-
-
-def cut_outside_hits_in_place(
-    records: np.ndarray, hits: np.ndarray, left_extension: int = 2, right_extension: int = 15
-) -> None:
-    """Zero data except around hits, in place (strax's cut_outside_hits, without a copy).
-
-    Also zeroes the samples beyond each record's length (strax's zero_out_of_bounds, which
-    follows the cut in pulse processing).
-    """
-    if not len(records):
-        return
-    records["reduction_level"] = HITS_ONLY
-    first_hit = _first_hits(hits["record_i"], len(records))
-    if not len(first_hit):  # not in record order (find_hits gives them in order)
-        hits = hits[np.argsort(hits["record_i"], kind="stable")]
-        first_hit = _first_hits(hits["record_i"], len(records))
-    previous, following = record_links(records)
-    _cut(records, hits, first_hit, previous, following, left_extension, right_extension)
+            start, end = _next_hit(data, n, at_least, end)
 
 
 @numba.njit(nogil=True, cache=True)
-def _first_hits(by_record: np.ndarray, n_records: int) -> np.ndarray:
-    """Index of each record's first hit (and the end); empty if the hits are not in order."""
-    first = np.empty(n_records + 1, np.int64)
-    k = 0
-    for i in range(n_records + 1):
-        while k < len(by_record) and by_record[k] < i:
-            if k and by_record[k] < by_record[k - 1]:
-                return first[:0]
-            k += 1
-        first[i] = k
-    return first
+def _next_hit(data: np.ndarray, n: int, at_least: int, i: int) -> tuple[int, int]:
+    """[start, end) of the first run of samples >= at_least from i on; (n, n) if none."""
+    while i < n and data[i] < at_least:
+        i += 1
+    start = i
+    while i < n and data[i] >= at_least:
+        i += 1
+    return start, i
+
+
+def cut_around_hits_in_place(
+    records: np.ndarray,
+    min_amplitude: float | np.ndarray | tuple[float, ...],
+    left_extension: int = 2,
+    right_extension: int = 15,
+) -> None:
+    """strax's ``cut_outside_hits(records, find_hits(records, min_amplitude), ...)``, in place.
+
+    Data is zeroed except around the hits, into neighbouring fragments of the same pulse, and
+    beyond each record's length (strax's zero_out_of_bounds, which follows the cut in pulse
+    processing). The hits are found again where needed instead of being stored: a hit array
+    is half the size of the records.
+    """
+    if not len(records):
+        return
+    amplitude, over_noise = _hit_thresholds(records, min_amplitude, 0)
+    records["reduction_level"] = HITS_ONLY
+    previous, following = record_links(records)
+    head_to, tail_from = _reach(records, amplitude, over_noise, left_extension, right_extension)
+    _cut(
+        records, amplitude, over_noise, (previous, following), (head_to, tail_from),
+        left_extension, right_extension,
+    )  # fmt: skip
+
+
+@numba.njit(nogil=True, cache=True)
+def _reach(
+    records: np.ndarray,
+    amplitude: np.ndarray,
+    over_noise: np.ndarray,
+    left_extension: int,
+    right_extension: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far each record's hits reach into its neighbours: the head ``[:head_to]`` of the next
+    fragment and the tail ``[tail_from:]`` of the previous one (strax's slices, normalised).
+
+    Only the first hit can reach back and only the last one forward, and only from within the
+    extensions of the record's ends: the first and last samples at threshold there decide.
+    """
+    samples = len(records[0]["data"])
+    head_to = np.zeros(len(records), np.int64)
+    tail_from = np.full(len(records), samples, np.int64)
+    for i in range(len(records)):
+        r = records[i]
+        at_least = _threshold(r, amplitude, over_noise)[1]
+        data, length = r["data"], r["length"]
+        for j in range(min(left_extension, length)):
+            if data[j] >= at_least:  # the first hit starts here: start_keep = j - left < 0
+                # strax keeps [start_keep:] of the previous record (all of it below -samples)
+                tail_from[i] = max(samples + j - left_extension, 0)
+                break
+        for j in range(length - 1, max(samples - right_extension, 0) - 1, -1):
+            if data[j] >= at_least:  # the last hit ends after j: end_keep = j + 1 + right
+                head_to[i] = min(j + 1 + right_extension - samples, samples)
+                break
+    return head_to, tail_from
 
 
 @numba.njit(nogil=True, cache=True)
 def _cut(
     records: np.ndarray,
-    hits: np.ndarray,
-    first_hit: np.ndarray,
-    previous: np.ndarray,
-    following: np.ndarray,
+    amplitude: np.ndarray,
+    over_noise: np.ndarray,
+    links: tuple[np.ndarray, np.ndarray],
+    reach: tuple[np.ndarray, np.ndarray],
     left_extension: int,
     right_extension: int,
 ) -> None:
-    """Per record, the samples strax's cut copies (its own hits' windows, the head a hit of the
-    previous fragment reaches into, the tail one of the next reaches back to); zero the rest.
-    The slices are strax's, so negative bounds wrap as they do there."""
+    """Keep each record's hit windows and what its neighbours' hits reach; zero the rest."""
+    previous, following = links
+    head_to, tail_from = reach
     samples = len(records[0]["data"])
     keep = np.zeros(samples, dtype=np.bool_)
     for i in range(len(records)):
+        r = records[i]
+        data, length = r["data"], r["length"]
         keep[:] = False
-        for k in range(first_hit[i], first_hit[i + 1]):
-            a = max(0, hits[k]["left"] - left_extension)
-            b = min(records[i]["length"], hits[k]["right"] + right_extension)
-            if a < b:
-                keep[a:b] = True
-        p = previous[i]
-        if p != NO_RECORD_LINK:
-            for k in range(first_hit[p], first_hit[p + 1]):
-                end_keep = hits[k]["right"] + right_extension
-                if end_keep > samples:
-                    keep[: end_keep - samples] = True
-        f = following[i]
-        if f != NO_RECORD_LINK:
-            for k in range(first_hit[f], first_hit[f + 1]):
-                start_keep = hits[k]["left"] - left_extension
-                if start_keep < 0:
-                    keep[samples + start_keep :] = True
-        data, length = records[i]["data"], records[i]["length"]
+        at_least = _threshold(r, amplitude, over_noise)[1]
+        start, end = _next_hit(data, length, at_least, 0)
+        while start < length:
+            keep[max(0, start - left_extension) : min(length, end + right_extension)] = True
+            start, end = _next_hit(data, length, at_least, end)
+        if previous[i] != NO_RECORD_LINK:
+            keep[: head_to[previous[i]]] = True
+        if following[i] != NO_RECORD_LINK:
+            keep[tail_from[following[i]] :] = True
         for j in range(samples):
             if j >= length or not keep[j]:
                 data[j] = 0
-
-
-def count_pulses(records: np.ndarray, n_channels: int) -> np.ndarray:
-    """straxen's pulse_counts of one chunk (no row when there are no records)."""
-    result = np.zeros(1 if len(records) else 0, dtype=pulse_count_dtype(n_channels))
-    if len(records):
-        if int(records["channel"].max()) >= n_channels:
-            raise BadInput(f"channel {int(records['channel'].max())} beyond {n_channels}")
-        _count_pulses(records, n_channels, result)
-    return result
-
-
-@numba.njit(nogil=True, cache=True)
-def _count_pulses(records: np.ndarray, n_channels: int, result: np.ndarray) -> None:
-    count = np.zeros(n_channels, dtype=np.int64)
-    lone_count = np.zeros(n_channels, dtype=np.int64)
-    area = np.zeros(n_channels, dtype=np.int64)
-    lone_area = np.zeros(n_channels, dtype=np.int64)
-    in_lone = np.zeros(n_channels, dtype=np.bool_)
-    bl_sum = np.zeros(n_channels, dtype=np.float64)
-    rms_sum = np.zeros(n_channels, dtype=np.float64)
-    last_end = 0
-    next_start = 0
-    for i in range(len(records)):
-        r = records[i]
-        if i != len(records) - 1:
-            next_start = records[i + 1]["time"]
-        ch = r["channel"]
-        area[ch] += r["area"]
-        if r["record_i"] == 0:
-            count[ch] += 1
-            bl_sum[ch] += r["baseline"]
-            rms_sum[ch] += r["baseline_rms"]
-            pulse_end = r["time"] + r["pulse_length"] * r["dt"]
-            if r["time"] > last_end and pulse_end < next_start:
-                lone_count[ch] += 1
-                in_lone[ch] = True
-                lone_area[ch] += r["area"]
-            else:
-                in_lone[ch] = False
-            last_end = max(last_end, pulse_end)
-        elif in_lone[ch]:
-            lone_area[ch] += r["area"]
-    res = result[0]
-    res["pulse_count"][:] = count
-    res["lone_pulse_count"][:] = lone_count
-    res["pulse_area"][:] = area
-    res["lone_pulse_area"][:] = lone_area
-    means = bl_sum / count
-    means[np.isnan(means)] = NO_PULSE_COUNTS
-    res["baseline_mean"][:] = means
-    res["baseline_rms_mean"][:] = rms_sum / count
 
 
 def pulse_processing(
@@ -445,8 +396,7 @@ def pulse_processing(
     counts = count_pulses(r, n_tpc_pmts)
     counts["time"], counts["endtime"] = start, end
     if len(r):
-        hits = find_hits(r, min_amplitude=hit_min_amplitude)
         left, right = save_outside_hits
         # In place: r is this call's own array, and a copy would double the chunk's memory.
-        cut_outside_hits_in_place(r, hits, left_extension=left, right_extension=right)
+        cut_around_hits_in_place(r, hit_min_amplitude, left_extension=left, right_extension=right)
     return {"records": r, "pulse_counts": counts, "veto_regions": np.zeros(0, dtype=HIT_DTYPE)}

@@ -17,7 +17,8 @@ import numpy as np
 from straxd.core.dtypes import HIT_DTYPE, N_TPC_PMTS, record_dtype
 from straxd.core.errors import ConfigInvalid
 from straxd.core.plugin import Option, Plugin, SaveWhen
-from straxd.core.pulse import pulse_count_dtype, pulse_processing
+from straxd.core.pulse import pulse_processing
+from straxd.core.pulse_counts import pulse_count_dtype
 
 RECORDS_TYPES = ("records", "veto_regions", "pulse_counts")
 

@@ -78,21 +78,25 @@ class TestAgainstStrax:
         raw=raw_records(),
         thresholds=st.lists(st.integers(5, 40), min_size=6, max_size=6),
         noise=st.sampled_from([0, 3]),
+        extensions=st.sampled_from([(3, 20), (0, 0), (60, 110), (150, 230)]),
     )
     def test_hits_and_cut_identical(
-        self, raw: np.ndarray, thresholds: list[int], noise: int
+        self, raw: np.ndarray, thresholds: list[int], noise: int, extensions: tuple[int, int]
     ) -> None:
-        """find_hits (per-channel thresholds), record_links and cut_outside_hits equal strax's."""
+        """find_hits (per-channel thresholds), record_links and the cut around hits equal
+        strax's, with extensions reaching into the neighbouring fragments and beyond them."""
         ours, theirs = _our_records(raw), _strax_records(raw)
         hits = pulse.find_hits(ours, np.array(thresholds, float), noise)
         their_hits = strax.find_hits(theirs, np.array(thresholds, float), noise)
         np.testing.assert_array_equal(_sort_hits(hits), _sort_hits(their_hits))
         for a, b in zip(pulse.record_links(ours), strax.record_links(theirs), strict=True):
             np.testing.assert_array_equal(a, b)
-        cut = pulse.cut_outside_hits(ours, hits, 3, 20)
-        np.testing.assert_array_equal(cut, strax.cut_outside_hits(theirs, their_hits, 3, 20))
-        # Hits in any order cut the same samples.
-        assert pulse.cut_outside_hits(ours, hits[::-1], 3, 20).tobytes() == cut.tobytes()
+        cut = ours.copy()
+        pulse.cut_around_hits_in_place(cut, np.array(thresholds, float), *extensions)
+        their_cut = strax.cut_outside_hits(
+            theirs, strax.find_hits(theirs, np.array(thresholds, float)), *extensions
+        )
+        np.testing.assert_array_equal(cut, their_cut)
 
     @settings(max_examples=40, deadline=None)
     @given(
