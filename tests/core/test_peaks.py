@@ -13,6 +13,7 @@ from straxd.core.chunk import sort_by_time
 from straxd.core.dtypes import peak_dtype
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal
+from tests.strategies import pulses_hitlets_peaks
 
 TO_PE = DetectorModel().to_pe()
 
@@ -180,6 +181,32 @@ class TestSumWaveform:
         assert (ours["dt"] > 10).any()  # some were downsampled
         assert (ours["area"] > 0).all()
         assert_struct_equal(ours, theirs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=pulses_hitlets_peaks(), top=st.booleans(), start=st.booleans())
+def test_sum_waveform_generated(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], top: bool, start: bool
+) -> None:
+    """Hitlets spilling into linked records or past them, bit shifts, fractional baselines,
+    saturation, peaks cutting hitlets and downsampled: sums equal strax.sum_waveform."""
+    from straxd.core.peak_waveform import sum_waveform
+
+    records, hitlets, found = data
+    to_pe = np.array([0.0071, 0.0123456789, 1.3, 0.5])
+    ours, theirs = found.copy(), found.copy()
+    sum_waveform(ours, hitlets, records, pulse.record_links(records), to_pe, 2, top, start)
+    strax.sum_waveform(
+        theirs,
+        hitlets,
+        records,
+        strax.record_links(records),
+        to_pe,
+        n_top_channels=2,
+        store_data_top=top,
+        store_data_start=start,
+    )
+    assert_struct_equal(ours, theirs)
 
 
 class TestProperties:
