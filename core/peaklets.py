@@ -78,15 +78,22 @@ def tight_coincidence(
     return result
 
 
-def add_hit_features(hitlets: np.ndarray, peaklets: np.ndarray) -> None:
-    """Largest and smallest gap between hit maxima, first and last channel by hit maximum."""
+def add_hit_features(
+    hitlets: np.ndarray, peaklets: np.ndarray, by_max_time: np.ndarray | None = None
+) -> None:
+    """Largest and smallest gap between hit maxima, first and last channel by hit maximum.
+
+    ``by_max_time`` is ``np.argsort(hitlets["max_time"], kind="mergesort")`` if the caller has it.
+    """
     from straxd.core.peaks import fully_contained_in
 
-    containers = fully_contained_in(hitlets, peaklets)
+    if by_max_time is None:
+        by_max_time = np.argsort(hitlets["max_time"], kind="mergesort")
     max_diff, min_diff, first, last = _hit_features(
-        containers,
+        fully_contained_in(hitlets, peaklets),
         np.ascontiguousarray(hitlets["max_time"]),
         np.ascontiguousarray(hitlets["channel"]),
+        by_max_time,
         len(peaklets),
         DIGITAL_SUM_WAVEFORM_CHANNEL,
     )
@@ -98,60 +105,39 @@ def add_hit_features(hitlets: np.ndarray, peaklets: np.ndarray) -> None:
 
 @numba.njit(nogil=True, cache=True)
 def _hit_features(
-    containers: np.ndarray, max_time: np.ndarray, channel: np.ndarray, n_peaks: int, no_channel: int
+    containers: np.ndarray,
+    max_time: np.ndarray,
+    channel: np.ndarray,
+    by_max_time: np.ndarray,
+    n_peaks: int,
+    no_channel: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per peak, over its hits ordered (stably) by maximum: gaps' max and min, first/last channel.
 
-    Peaks without hits keep -1 gaps and ``no_channel``; one hit gives channels but no gaps.
+    One pass over all hits in stable maximum order visits each peak's hits in exactly the order
+    a stable sort of that peak's hits alone gives. Peaks without hits keep -1 gaps and
+    ``no_channel``; one hit gives channels but no gaps.
     """
     max_diff = np.full(n_peaks, -1, dtype=np.int64)
     min_diff = np.full(n_peaks, -1, dtype=np.int64)
     first = np.full(n_peaks, no_channel, dtype=np.int64)
     last = np.full(n_peaks, no_channel, dtype=np.int64)
-    # Time-sorted hits in disjoint time-sorted peaks come grouped by peak already; the sort is
-    # only for containers that are not.
-    order = np.flatnonzero(containers >= 0)
-    if np.any(np.diff(containers[order]) < 0):
-        order = np.argsort(containers, kind="mergesort")
-    i = np.searchsorted(containers[order], 0)
-    while i < len(order):
-        p_i = containers[order[i]]
-        j = i
-        while j < len(order) and containers[order[j]] == p_i:
-            j += 1
-        members = order[i:j]
-        ordered = members[_stable_order(max_time[members])]
-        first[p_i] = channel[ordered[0]]
-        last[p_i] = channel[ordered[-1]]
-        if len(ordered) > 1:
-            diffs = np.diff(max_time[ordered])
-            max_diff[p_i] = diffs.max()
-            min_diff[p_i] = diffs.min()
-        i = j
+    previous = np.zeros(n_peaks, dtype=np.int64)  # maximum of the peak's hit seen last
+    seen = np.zeros(n_peaks, dtype=np.bool_)
+    for hit_i in by_max_time:
+        p_i = containers[hit_i]
+        if p_i < 0:
+            continue
+        if seen[p_i]:
+            gap = max_time[hit_i] - previous[p_i]
+            max_diff[p_i] = max(max_diff[p_i], gap)
+            min_diff[p_i] = gap if min_diff[p_i] == -1 else min(min_diff[p_i], gap)
+        else:
+            first[p_i] = channel[hit_i]
+            seen[p_i] = True
+        previous[p_i] = max_time[hit_i]
+        last[p_i] = channel[hit_i]
     return max_diff, min_diff, first, last
-
-
-@numba.njit(nogil=True, cache=True)
-def _stable_order(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="mergesort")`` for values that are nearly in order.
-
-    A peak's hits, sorted by start, are nearly sorted by maximum too: insertion sort is linear
-    then, where numba's merge sort costs several times numpy's. Far from order it gives up.
-    """
-    n = len(values)
-    order = np.arange(n)
-    shifts = 0
-    for i in range(1, n):
-        current = order[i]
-        j = i
-        while j > 0 and values[order[j - 1]] > values[current]:
-            order[j] = order[j - 1]
-            j -= 1
-        order[j] = current
-        shifts += i - j
-        if shifts > 8 * n + 64:
-            return np.argsort(values, kind="mergesort")
-    return order
 
 
 @numba.njit(nogil=True, cache=True)

@@ -194,7 +194,7 @@ def make_peaklets(
         0,
         c["n_tpc_pmts"] - 1,
     )
-    add_hit_features(hitlets, peaklets)
+    add_hit_features(hitlets, peaklets, order)
     counts = touching_windows(
         hitlets["time"], endtime(hitlets), peaklets["time"], endtime(peaklets)
     )
