@@ -93,6 +93,59 @@ def sort_by_time(data: np.ndarray) -> np.ndarray:
     return take_rows(data, order)
 
 
+def sort_by_time_in_place(data: np.ndarray) -> np.ndarray:
+    """``sort_by_time`` for rows a few places out of order: sorts ``data`` itself and returns it.
+
+    Rows move by insertion, so nothing is allocated; if rows turn out far from order this gives
+    up (after at most a few row moves per row) and returns a sorted copy. Either way the result
+    equals ``sort_by_time(data)``: insertion is stable, so the rows it moved keep the relative
+    order that the stable sort then relies on.
+    """
+    words = _as_words(data)
+    if len(data) < 2 or words is None or "channel" not in (data.dtype.names or ()):
+        return sort_by_time(data)
+    max_moves = _MAX_ROW_MOVES * len(data)
+    if _insertion_sort(words, data["time"], data["channel"], max_moves):
+        return data
+    return sort_by_time(data)
+
+
+# sort_by_time_in_place moves up to this many rows per row before sorting the usual way.
+_MAX_ROW_MOVES = 16
+
+
+@numba.njit(nogil=True, cache=True)
+def _insertion_sort(
+    words: np.ndarray, time: np.ndarray, channel: np.ndarray, max_moves: int
+) -> bool:
+    """Stable insertion sort of rows (``words``, viewed by ``time`` and ``channel``) in place.
+
+    False if that needed more than ``max_moves`` row moves (rows are then partly sorted).
+    Indices are unsigned so that numba leaves out its negative-index handling.
+    """
+    one, n_words = np.uint64(1), np.uint64(words.shape[1])
+    row = np.empty(words.shape[1], dtype=words.dtype)
+    moves = np.int64(0)
+    for i in range(one, np.uint64(len(time))):
+        t, c = time[i], channel[i]
+        j = np.uint64(i)
+        while j > 0 and (time[j - one] > t or (time[j - one] == t and channel[j - one] > c)):
+            j -= one
+        if j == i:
+            continue
+        moves += np.int64(i - j)
+        if moves > max_moves:
+            return False
+        for w in range(n_words):
+            row[w] = words[i, w]
+        for k in range(i, j, -1):
+            for w in range(n_words):
+                words[np.uint64(k), w] = words[np.uint64(k) - one, w]
+        for w in range(n_words):
+            words[j, w] = row[w]
+    return True
+
+
 # Bits of the channel in the packed (time, channel) sort key: int16 channels span 2**16 values.
 _CHANNEL_BITS = 16
 

@@ -147,7 +147,7 @@ def make_peaklets(
         len(to_pe),
         allow_bounds_beyond_records=True,
     )
-    hitlets = hitlets_of(hits)
+    hitlets = hitlets_of(hits, copy=False)  # the non-lone hits are not needed as they are
     clip_peak_times(hitlets, start, end)
     links = record_links(records)
     n_top, top, first = c["n_top_pmts"], c["store_data_top"], c["store_data_start"]

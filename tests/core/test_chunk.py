@@ -16,6 +16,7 @@ from straxd.core.chunk import (
     get_splits,
     select_rows,
     sort_by_time,
+    sort_by_time_in_place,
     split_array,
     take_rows,
 )
@@ -233,6 +234,32 @@ class TestSort:
         data["time"] = [2**62, 0, 2**62]
         data["channel"] = [1, 4, -2]
         np.testing.assert_array_equal(sort_by_time(data), strax.sort_by_time(data))
+
+
+class TestSortInPlace:
+    @settings(max_examples=100, deadline=None)
+    @given(data=st.data(), far=st.booleans())
+    def test_equals_sort_by_time(self, data: st.DataObject, far: bool) -> None:
+        """Rows a few places out of order are sorted in place; far from order (reversed,
+        beyond the row-move budget) a sorted copy. Both equal sort_by_time, ties included."""
+        arr = data.draw(interval_arrays(dtype=TIME_DT_DTYPE, max_rows=300, max_gap_ns=40))
+        arr["channel"] = data.draw(
+            st.lists(st.integers(0, 3), min_size=len(arr), max_size=len(arr))
+        )
+        arr["area"] = np.arange(len(arr))  # tells rows with equal keys apart
+        arr = sort_by_time(arr)
+        if far:
+            arr = arr[::-1].copy()
+        else:
+            for _ in range(data.draw(st.integers(0, 40))):  # local swaps
+                i = data.draw(st.integers(0, max(0, len(arr) - 2)))
+                arr[[i, i + 1]] = arr[[i + 1, i]] if len(arr) > 1 else arr[[i]]
+        expected = sort_by_time(arr.copy())
+        out = sort_by_time_in_place(arr)
+        np.testing.assert_array_equal(out, expected)
+        assert out.tobytes() == expected.tobytes()
+        if not far:
+            assert out is arr
 
 
 class TestRowCopies:

@@ -140,3 +140,40 @@ def test_hit_features_equal_per_peak_sorting(rows: list[tuple[int, int, int]]) -
     ours = _hit_features(containers, max_time, channel, by_max_time, 6, -1)
     for a, b in zip(ours, _hit_features_reference(containers, max_time, channel, 6), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 3000),  # time
+            st.integers(0, 3),  # channel
+            st.integers(-200, 200),  # left
+            st.integers(-200, 200),  # left_integration
+            st.integers(-32768, 32767),  # right_integration
+        ),
+        max_size=60,
+    ),
+    dt=st.sampled_from([1, 10, 400]),
+)
+def test_hitlets_in_place_equal_numpy(rows: list[tuple[int, ...]], dt: int) -> None:
+    """Widening in place (int16 arithmetic wrapping as numpy's) and re-sorting equals the copy."""
+    from straxd.core.chunk import sort_by_time
+    from straxd.core.dtypes import HIT_DTYPE
+    from straxd.core.peaklets import hitlets_of
+
+    hits = np.zeros(len(rows), dtype=HIT_DTYPE)
+    for name, column in zip(
+        ("time", "channel", "left", "left_integration", "right_integration"),
+        np.array(rows, dtype=np.int64).reshape(-1, 5).T,
+        strict=True,
+    ):
+        hits[name] = column
+    hits["dt"], hits["area"] = dt, np.arange(len(hits))
+    hits = sort_by_time(hits)
+    expected = hits.copy()
+    expected["time"] -= (expected["left"] - expected["left_integration"]) * expected["dt"]
+    expected["length"] = expected["right_integration"] - expected["left_integration"]
+    expected = sort_by_time(expected)
+    assert hitlets_of(hits.copy()).tobytes() == expected.tobytes()
+    assert hitlets_of(hits, copy=False).tobytes() == expected.tobytes()
