@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 from straxd.core.errors import CannotSplit, ChunkError
+from straxd.core.row_order import count_descents, insertion_sort_rows, radix_time_channel_order
 
 DEFAULT_CHUNK_SPLIT_NS = 1000
 # strax checks the end of only the last rows on construction: rows are sorted by time and
@@ -76,21 +77,27 @@ def split_array(
     return data[:index], data[index:], int(t_used)
 
 
-def sort_by_time(data: np.ndarray) -> np.ndarray:
+def sort_by_time(data: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     """Rows sorted by time, then channel when there is one; stable.
 
-    Data already in order (the common case) is returned as it is, not copied.
+    With ``where``, only the rows where it is True (the same as sorting ``data[where]``, but
+    with one copy instead of two). Data already in order (the common case) is returned as it
+    is, not copied.
     """
-    if len(data) == 0:
-        return data
+    index = None if where is None or where.all() else np.flatnonzero(where)
+    if len(data) == 0 or (index is not None and not len(index)):
+        return data if index is None else data[:0]
     has_channel = "channel" in (data.dtype.names or ())
-    second = data["channel"] if has_channel else data["time"]
-    if _in_order(data["time"], second):
-        return data
-    order = _time_channel_order(data) if has_channel else None
+    time, second = data["time"], data["channel"] if has_channel else data["time"]
+    if index is not None:
+        time, second = time[index], second[index]
+    descents = count_descents(time, second)
+    if not descents:
+        return data if index is None else take_rows(data, index)
+    order = _time_channel_order(time, second, descents) if has_channel else None
     if order is None:
-        order = np.lexsort((second, data["time"]))
-    return take_rows(data, order)
+        order = np.lexsort((second, time))
+    return take_rows(data, order if index is None else index[order])
 
 
 def sort_by_time_in_place(data: np.ndarray) -> np.ndarray:
@@ -105,60 +112,35 @@ def sort_by_time_in_place(data: np.ndarray) -> np.ndarray:
     if len(data) < 2 or words is None or "channel" not in (data.dtype.names or ()):
         return sort_by_time(data)
     max_moves = _MAX_ROW_MOVES * len(data)
-    if _insertion_sort(words, data["time"], data["channel"], max_moves):
+    if insertion_sort_rows(words, data["time"], data["channel"], max_moves):
         return data
     return sort_by_time(data)
 
 
 # sort_by_time_in_place moves up to this many rows per row before sorting the usual way.
 _MAX_ROW_MOVES = 16
-
-
-@numba.njit(nogil=True, cache=True)
-def _insertion_sort(
-    words: np.ndarray, time: np.ndarray, channel: np.ndarray, max_moves: int
-) -> bool:
-    """Stable insertion sort of rows (``words``, viewed by ``time`` and ``channel``) in place.
-
-    False if that needed more than ``max_moves`` row moves (rows are then partly sorted).
-    Indices are unsigned so that numba leaves out its negative-index handling.
-    """
-    one, n_words = np.uint64(1), np.uint64(words.shape[1])
-    row = np.empty(words.shape[1], dtype=words.dtype)
-    moves = np.int64(0)
-    for i in range(one, np.uint64(len(time))):
-        t, c = time[i], channel[i]
-        j = np.uint64(i)
-        while j > 0 and (time[j - one] > t or (time[j - one] == t and channel[j - one] > c)):
-            j -= one
-        if j == i:
-            continue
-        moves += np.int64(i - j)
-        if moves > max_moves:
-            return False
-        for w in range(n_words):
-            row[w] = words[i, w]
-        for k in range(i, j, -1):
-            for w in range(n_words):
-                words[np.uint64(k), w] = words[np.uint64(k) - one, w]
-        for w in range(n_words):
-            words[j, w] = row[w]
-    return True
-
-
 # Bits of the channel in the packed (time, channel) sort key: int16 channels span 2**16 values.
 _CHANNEL_BITS = 16
+# Rows far from order (at least one in this many out of place; hits in record order are about
+# one in five) and this many rows or more are sorted by radix: numpy's sort is faster on rows
+# nearly in order, where it merges long runs, and on few rows.
+_RADIX_MIN_DISORDER = 16
+_RADIX_MIN_ROWS = 1 << 16
 
 
-def _time_channel_order(data: np.ndarray) -> np.ndarray | None:
+def _time_channel_order(time: np.ndarray, channel: np.ndarray, descents: int) -> np.ndarray | None:
     """The stable (time, channel) order from one packed int64 key; None if times span too much.
 
     Packing ``time - min`` above ``channel - min`` keeps the order of the pair, so a stable sort
     of the key is ``np.lexsort((channel, time))`` exactly, at the cost of one sort instead of
     two (about half the time for hits and records, which are nearly in order already).
+    ``descents`` (rows before their predecessor) chooses between a radix and numpy's sort.
     """
-    time = data["time"]
-    channel = data["channel"].astype(np.int64)
+    if len(time) >= _RADIX_MIN_ROWS and descents * _RADIX_MIN_DISORDER > len(time):
+        packed, order = radix_time_channel_order(time, channel)
+        if packed:
+            return order
+    channel = channel.astype(np.int64)
     t0, c0 = int(time.min()), int(channel.min())
     time_span, channel_span = int(time.max()) - t0, int(channel.max()) - c0
     if time_span >= 2 ** (63 - _CHANNEL_BITS) or channel_span >= 2**_CHANNEL_BITS:
@@ -209,14 +191,6 @@ def select_rows(pieces: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np
             target[:] = piece[mask]
         offset += count
     return out
-
-
-@numba.njit(nogil=True, cache=True)
-def _in_order(first: np.ndarray, second: np.ndarray) -> bool:
-    for i in range(1, len(first)):
-        if first[i] < first[i - 1] or (first[i] == first[i - 1] and second[i] < second[i - 1]):
-            return False
-    return True
 
 
 NO_END_BEFORE = np.iinfo(np.int64).min  # for ``gap_starts``: no rows came before

@@ -119,7 +119,7 @@ def make_peaklets(
     """straxen's Peaklets.compute; ``records`` are changed only when ``records_owned``."""
     ext = (c["peak_left_extension"], c["peak_right_extension"])
     hits = find_hits(records, min_amplitude=thresholds)
-    hits = sort_by_time(take_rows(hits, to_pe[hits["channel"]] != 0))
+    hits = sort_by_time(hits, where=to_pe[hits["channel"]] != 0)
     full = peak_dtype(c["n_tpc_pmts"], store_data_top=True, store_data_start=True)
     peaklets = find_peaks(
         hits,

@@ -236,6 +236,50 @@ class TestSort:
         np.testing.assert_array_equal(sort_by_time(data), strax.sort_by_time(data))
 
 
+class TestSortKernels:
+    @settings(max_examples=200, deadline=None)
+    @given(
+        rows=st.lists(st.tuples(st.integers(-50, 50), st.integers(-3, 3)), max_size=200),
+        time_scale=st.sampled_from([1, 10**6, 2**40, 2**57]),
+    )
+    def test_radix_order_is_stable_lexsort(
+        self, rows: list[tuple[int, int]], time_scale: int
+    ) -> None:
+        """The radix order equals np.lexsort((channel, time)), ties in original order; keys
+        wider than 64 bits are refused."""
+        from straxd.core.row_order import count_descents, radix_time_channel_order
+
+        table = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        time, channel = table[:, 0] * time_scale, table[:, 1].astype(np.int16)
+        if not len(time):
+            return
+        packed, order = radix_time_channel_order(time, channel)
+        spans = (int(time.max()) - int(time.min()), int(channel.max()) - int(channel.min()))
+        wide = sum(span.bit_length() for span in spans)
+        assert packed == (wide <= 64)
+        if packed:
+            np.testing.assert_array_equal(order, np.lexsort((channel, time)))
+        earlier, tie = time[1:] < time[:-1], time[1:] == time[:-1]
+        expected = np.sum(earlier | (tie & (channel[1:] < channel[:-1])))
+        assert count_descents(time, channel) == expected
+
+    @settings(max_examples=100, deadline=None)
+    @given(data=st.data(), n=st.integers(0, 3000))
+    def test_sort_with_where_equals_sort_of_selection(self, data: st.DataObject, n: int) -> None:
+        """Selecting rows while sorting equals sorting the selection, in each sorting path
+        (in order, few out of place, many out of place by radix)."""
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
+        arr = np.zeros(n, TIME_DT_DTYPE)
+        arr["time"] = np.sort(rng.integers(0, 10**6, n)) + rng.integers(
+            0, data.draw(st.sampled_from([1, 5, 10**5])), n
+        )
+        arr["channel"], arr["area"] = rng.integers(0, 5, n), np.arange(n)
+        where = rng.random(n) < data.draw(st.sampled_from([0.0, 0.5, 1.0]))
+        expected = strax.sort_by_time(arr[where]) if where.any() else arr[:0]
+        assert sort_by_time(arr, where=where).tobytes() == expected.tobytes()
+        assert sort_by_time(arr[where]).tobytes() == expected.tobytes()
+
+
 class TestSortInPlace:
     @settings(max_examples=100, deadline=None)
     @given(data=st.data(), far=st.booleans())
