@@ -11,9 +11,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from straxd.core.chunk import endtime, sort_by_time_in_place
+from straxd.core.chunk import sort_by_time_in_place
 from straxd.core.dtypes import DIGITAL_SUM_WAVEFORM_CHANNEL, TIME_FIELDS
 from straxd.core.peak_waveform import overlap_indices, sum_waveform
+from straxd.core.peaks import fully_contained_in, interval_ends
 
 
 @numba.njit(nogil=True, cache=True)
@@ -45,7 +46,7 @@ def outside_regions(peaklets: np.ndarray, start: int, end: int) -> np.ndarray:
     if not len(peaklets):
         return np.zeros(0, dtype=TIME_FIELDS)
     out = np.zeros(len(peaklets) + 1, dtype=TIME_FIELDS)
-    ends = endtime(peaklets)
+    ends = interval_ends(peaklets)
     out["time"][0], out["endtime"][0] = start, peaklets["time"][0]
     out["time"][1:-1], out["endtime"][1:-1] = ends[:-1], peaklets["time"][1:]
     out["time"][-1], out["endtime"][-1] = ends[-1], end
@@ -85,8 +86,6 @@ def add_hit_features(
 
     ``by_max_time`` is ``np.argsort(hitlets["max_time"], kind="mergesort")`` if the caller has it.
     """
-    from straxd.core.peaks import fully_contained_in
-
     if by_max_time is None:
         by_max_time = np.argsort(hitlets["max_time"], kind="mergesort")
     max_diff, min_diff, first, last = _hit_features(
@@ -262,7 +261,9 @@ def peak_saturation_correction(
         return np.zeros(0, dtype=np.int64)
     peak_list = np.where(peaks["n_saturated_channels"] > 0)[0]
     chosen = peaks[peak_list]
-    ranges = touching_windows(records["time"], endtime(records), chosen["time"], endtime(chosen))
+    ranges = touching_windows(
+        records["time"], interval_ends(records), chosen["time"], interval_ends(chosen)
+    )
     _saturation_buffers(
         records,
         peaks,
