@@ -17,7 +17,12 @@ import numba
 import numpy as np
 
 from straxd.core.errors import CannotSplit, ChunkError
-from straxd.core.row_order import count_descents, insertion_sort_rows, radix_time_channel_order
+from straxd.core.row_order import (
+    compact_rows,
+    count_descents,
+    insertion_sort_rows,
+    radix_time_channel_order,
+)
 
 DEFAULT_CHUNK_SPLIT_NS = 1000
 # strax checks the end of only the last rows on construction: rows are sorted by time and
@@ -162,6 +167,19 @@ def take_rows(data: np.ndarray, index: np.ndarray) -> np.ndarray:
         return taken
     rows: np.ndarray = words[index].view(data.dtype).reshape(-1)
     return rows
+
+
+def take_rows_in_place(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``data[mask]`` made of ``data`` itself: the kept rows move to its front (a view of it).
+
+    For a chunk-sized array no longer needed as it is, this saves allocating (and the kernel
+    zeroing) a copy of about the same size.
+    """
+    words = _as_words(data)
+    if words is None:
+        taken: np.ndarray = data[mask]
+        return taken
+    return data[: compact_rows(words, np.asarray(mask, dtype=np.bool_))]
 
 
 def _as_words(data: np.ndarray) -> np.ndarray | None:

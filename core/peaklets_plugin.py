@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import sort_by_time, take_rows
+from straxd.core.chunk import sort_by_time, take_rows, take_rows_in_place
 from straxd.core.dtypes import HIT_DTYPE, N_TOP_PMTS, N_TPC_PMTS, peak_dtype
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.peak_properties import compute_properties
@@ -139,7 +139,7 @@ def make_peaklets(
     integrate_lone_hits(lone_hits, records, peaklets, ext, len(to_pe))
     if np.any(lone_hits["right_integration"] - lone_hits["left_integration"] <= 0):
         raise BadInput("a lone hit has a non-positive integration window")
-    hits = take_rows(hits, ~is_lone)
+    hits = take_rows_in_place(hits, ~is_lone)  # the sorted hits are not needed any more
     find_hit_integration_bounds(
         hits,
         outside_regions(peaklets, start, end),

@@ -130,3 +130,16 @@ def insertion_sort_rows(
         for w in range(n_words):
             words[j, w] = row[w]
     return True
+
+
+@numba.njit(nogil=True, cache=True)
+def compact_rows(words: np.ndarray, keep: np.ndarray) -> int:
+    """Move the rows where ``keep`` is True to the front, in order; how many there are."""
+    kept = 0
+    for i in range(len(keep)):
+        if keep[i]:
+            if kept != i:
+                for w in range(words.shape[1]):
+                    words[kept, w] = words[i, w]
+            kept += 1
+    return kept

@@ -19,6 +19,7 @@ from straxd.core.chunk import (
     sort_by_time_in_place,
     split_array,
     take_rows,
+    take_rows_in_place,
 )
 from straxd.core.errors import CannotSplit, ChunkError
 from tests.strategies import TIME_DT_DTYPE, TIME_END_DTYPE, interval_arrays
@@ -310,7 +311,7 @@ class TestRowCopies:
     @settings(max_examples=40, deadline=None)
     @given(sizes=st.lists(st.integers(0, 30), min_size=1, max_size=4), seed=st.integers(0, 99))
     def test_equal_numpy_indexing(self, sizes: list[int], seed: int) -> None:
-        """take_rows and select_rows give numpy's bytes, for odd row sizes and strided pieces."""
+        """take_rows(_in_place), select_rows: numpy's bytes, for odd row sizes, strided pieces."""
         rng = np.random.default_rng(seed)
         odd = np.dtype([("time", np.int64), ("channel", np.int16), ("flag", np.int8)])
         for dtype in (TIME_DT_DTYPE, odd):
@@ -322,6 +323,9 @@ class TestRowCopies:
             order = rng.permutation(len(pieces[-1]))
             assert take_rows(pieces[-1], order).tobytes() == pieces[-1][order].tobytes()
             assert take_rows(pieces[-1], masks[-1]).tobytes() == pieces[-1][masks[-1]].tobytes()
+            for piece, mask in zip(pieces, masks, strict=True):  # strided and contiguous
+                expected = piece[mask].tobytes()
+                assert take_rows_in_place(piece, mask).tobytes() == expected
 
 
 class TestRechunkCap:
