@@ -17,6 +17,12 @@ import numba
 import numpy as np
 
 from straxd.core.errors import CannotSplit, ChunkError
+from straxd.core.row_order import (
+    compact_rows,
+    count_descents,
+    insertion_sort_rows,
+    radix_time_channel_order,
+)
 
 DEFAULT_CHUNK_SPLIT_NS = 1000
 # strax checks the end of only the last rows on construction: rows are sorted by time and
@@ -76,36 +82,70 @@ def split_array(
     return data[:index], data[index:], int(t_used)
 
 
-def sort_by_time(data: np.ndarray) -> np.ndarray:
+def sort_by_time(data: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     """Rows sorted by time, then channel when there is one; stable.
 
-    Data already in order (the common case) is returned as it is, not copied.
+    With ``where``, only the rows where it is True (the same as sorting ``data[where]``, but
+    with one copy instead of two). Data already in order (the common case) is returned as it
+    is, not copied.
     """
-    if len(data) == 0:
-        return data
+    index = None if where is None or where.all() else np.flatnonzero(where)
+    if len(data) == 0 or (index is not None and not len(index)):
+        return data if index is None else data[:0]
     has_channel = "channel" in (data.dtype.names or ())
-    second = data["channel"] if has_channel else data["time"]
-    if _in_order(data["time"], second):
-        return data
-    order = _time_channel_order(data) if has_channel else None
+    time, second = data["time"], data["channel"] if has_channel else data["time"]
+    if index is not None:
+        time, second = time[index], second[index]
+    descents = count_descents(time, second)
+    if not descents:
+        return data if index is None else take_rows(data, index)
+    order = _time_channel_order(time, second, descents) if has_channel else None
     if order is None:
-        order = np.lexsort((second, data["time"]))
-    return take_rows(data, order)
+        order = np.lexsort((second, time))
+    return take_rows(data, order if index is None else index[order])
 
 
+def sort_by_time_in_place(data: np.ndarray) -> np.ndarray:
+    """``sort_by_time`` for rows a few places out of order: sorts ``data`` itself and returns it.
+
+    Rows move by insertion, so nothing is allocated; if rows turn out far from order this gives
+    up (after at most a few row moves per row) and returns a sorted copy. Either way the result
+    equals ``sort_by_time(data)``: insertion is stable, so the rows it moved keep the relative
+    order that the stable sort then relies on.
+    """
+    words = _as_words(data)
+    if len(data) < 2 or words is None or "channel" not in (data.dtype.names or ()):
+        return sort_by_time(data)
+    max_moves = _MAX_ROW_MOVES * len(data)
+    if insertion_sort_rows(words, data["time"], data["channel"], max_moves):
+        return data
+    return sort_by_time(data)
+
+
+# sort_by_time_in_place moves up to this many rows per row before sorting the usual way.
+_MAX_ROW_MOVES = 16
 # Bits of the channel in the packed (time, channel) sort key: int16 channels span 2**16 values.
 _CHANNEL_BITS = 16
+# Rows far from order (at least one in this many out of place; hits in record order are about
+# one in five) and this many rows or more are sorted by radix: numpy's sort is faster on rows
+# nearly in order, where it merges long runs, and on few rows.
+_RADIX_MIN_DISORDER = 16
+_RADIX_MIN_ROWS = 1 << 16
 
 
-def _time_channel_order(data: np.ndarray) -> np.ndarray | None:
+def _time_channel_order(time: np.ndarray, channel: np.ndarray, descents: int) -> np.ndarray | None:
     """The stable (time, channel) order from one packed int64 key; None if times span too much.
 
     Packing ``time - min`` above ``channel - min`` keeps the order of the pair, so a stable sort
     of the key is ``np.lexsort((channel, time))`` exactly, at the cost of one sort instead of
     two (about half the time for hits and records, which are nearly in order already).
+    ``descents`` (rows before their predecessor) chooses between a radix and numpy's sort.
     """
-    time = data["time"]
-    channel = data["channel"].astype(np.int64)
+    if len(time) >= _RADIX_MIN_ROWS and descents * _RADIX_MIN_DISORDER > len(time):
+        packed, order = radix_time_channel_order(time, channel)
+        if packed:
+            return order
+    channel = channel.astype(np.int64)
     t0, c0 = int(time.min()), int(channel.min())
     time_span, channel_span = int(time.max()) - t0, int(channel.max()) - c0
     if time_span >= 2 ** (63 - _CHANNEL_BITS) or channel_span >= 2**_CHANNEL_BITS:
@@ -127,6 +167,19 @@ def take_rows(data: np.ndarray, index: np.ndarray) -> np.ndarray:
         return taken
     rows: np.ndarray = words[index].view(data.dtype).reshape(-1)
     return rows
+
+
+def take_rows_in_place(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``data[mask]`` made of ``data`` itself: the kept rows move to its front (a view of it).
+
+    For a chunk-sized array no longer needed as it is, this saves allocating (and the kernel
+    zeroing) a copy of about the same size.
+    """
+    words = _as_words(data)
+    if words is None:
+        taken: np.ndarray = data[mask]
+        return taken
+    return data[: compact_rows(words, np.asarray(mask, dtype=np.bool_))]
 
 
 def _as_words(data: np.ndarray) -> np.ndarray | None:
@@ -156,14 +209,6 @@ def select_rows(pieces: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np
             target[:] = piece[mask]
         offset += count
     return out
-
-
-@numba.njit(nogil=True, cache=True)
-def _in_order(first: np.ndarray, second: np.ndarray) -> bool:
-    for i in range(1, len(first)):
-        if first[i] < first[i - 1] or (first[i] == first[i - 1] and second[i] < second[i - 1]):
-            return False
-    return True
 
 
 NO_END_BEFORE = np.iinfo(np.int64).min  # for ``gap_starts``: no rows came before

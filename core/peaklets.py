@@ -11,9 +11,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from straxd.core.chunk import endtime, sort_by_time
+from straxd.core.chunk import sort_by_time_in_place
 from straxd.core.dtypes import DIGITAL_SUM_WAVEFORM_CHANNEL, TIME_FIELDS
 from straxd.core.peak_waveform import overlap_indices, sum_waveform
+from straxd.core.peaks import fully_contained_in, interval_ends
 
 
 @numba.njit(nogil=True, cache=True)
@@ -45,7 +46,7 @@ def outside_regions(peaklets: np.ndarray, start: int, end: int) -> np.ndarray:
     if not len(peaklets):
         return np.zeros(0, dtype=TIME_FIELDS)
     out = np.zeros(len(peaklets) + 1, dtype=TIME_FIELDS)
-    ends = endtime(peaklets)
+    ends = interval_ends(peaklets)
     out["time"][0], out["endtime"][0] = start, peaklets["time"][0]
     out["time"][1:-1], out["endtime"][1:-1] = ends[:-1], peaklets["time"][1:]
     out["time"][-1], out["endtime"][-1] = ends[-1], end
@@ -78,15 +79,20 @@ def tight_coincidence(
     return result
 
 
-def add_hit_features(hitlets: np.ndarray, peaklets: np.ndarray) -> None:
-    """Largest and smallest gap between hit maxima, first and last channel by hit maximum."""
-    from straxd.core.peaks import fully_contained_in
+def add_hit_features(
+    hitlets: np.ndarray, peaklets: np.ndarray, by_max_time: np.ndarray | None = None
+) -> None:
+    """Largest and smallest gap between hit maxima, first and last channel by hit maximum.
 
-    containers = fully_contained_in(hitlets, peaklets)
+    ``by_max_time`` is ``np.argsort(hitlets["max_time"], kind="mergesort")`` if the caller has it.
+    """
+    if by_max_time is None:
+        by_max_time = np.argsort(hitlets["max_time"], kind="mergesort")
     max_diff, min_diff, first, last = _hit_features(
-        containers,
+        fully_contained_in(hitlets, peaklets),
         np.ascontiguousarray(hitlets["max_time"]),
         np.ascontiguousarray(hitlets["channel"]),
+        by_max_time,
         len(peaklets),
         DIGITAL_SUM_WAVEFORM_CHANNEL,
     )
@@ -98,60 +104,39 @@ def add_hit_features(hitlets: np.ndarray, peaklets: np.ndarray) -> None:
 
 @numba.njit(nogil=True, cache=True)
 def _hit_features(
-    containers: np.ndarray, max_time: np.ndarray, channel: np.ndarray, n_peaks: int, no_channel: int
+    containers: np.ndarray,
+    max_time: np.ndarray,
+    channel: np.ndarray,
+    by_max_time: np.ndarray,
+    n_peaks: int,
+    no_channel: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per peak, over its hits ordered (stably) by maximum: gaps' max and min, first/last channel.
 
-    Peaks without hits keep -1 gaps and ``no_channel``; one hit gives channels but no gaps.
+    One pass over all hits in stable maximum order visits each peak's hits in exactly the order
+    a stable sort of that peak's hits alone gives. Peaks without hits keep -1 gaps and
+    ``no_channel``; one hit gives channels but no gaps.
     """
     max_diff = np.full(n_peaks, -1, dtype=np.int64)
     min_diff = np.full(n_peaks, -1, dtype=np.int64)
     first = np.full(n_peaks, no_channel, dtype=np.int64)
     last = np.full(n_peaks, no_channel, dtype=np.int64)
-    # Time-sorted hits in disjoint time-sorted peaks come grouped by peak already; the sort is
-    # only for containers that are not.
-    order = np.flatnonzero(containers >= 0)
-    if np.any(np.diff(containers[order]) < 0):
-        order = np.argsort(containers, kind="mergesort")
-    i = np.searchsorted(containers[order], 0)
-    while i < len(order):
-        p_i = containers[order[i]]
-        j = i
-        while j < len(order) and containers[order[j]] == p_i:
-            j += 1
-        members = order[i:j]
-        ordered = members[_stable_order(max_time[members])]
-        first[p_i] = channel[ordered[0]]
-        last[p_i] = channel[ordered[-1]]
-        if len(ordered) > 1:
-            diffs = np.diff(max_time[ordered])
-            max_diff[p_i] = diffs.max()
-            min_diff[p_i] = diffs.min()
-        i = j
+    previous = np.zeros(n_peaks, dtype=np.int64)  # maximum of the peak's hit seen last
+    seen = np.zeros(n_peaks, dtype=np.bool_)
+    for hit_i in by_max_time:
+        p_i = containers[hit_i]
+        if p_i < 0:
+            continue
+        if seen[p_i]:
+            gap = max_time[hit_i] - previous[p_i]
+            max_diff[p_i] = max(max_diff[p_i], gap)
+            min_diff[p_i] = gap if min_diff[p_i] == -1 else min(min_diff[p_i], gap)
+        else:
+            first[p_i] = channel[hit_i]
+            seen[p_i] = True
+        previous[p_i] = max_time[hit_i]
+        last[p_i] = channel[hit_i]
     return max_diff, min_diff, first, last
-
-
-@numba.njit(nogil=True, cache=True)
-def _stable_order(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="mergesort")`` for values that are nearly in order.
-
-    A peak's hits, sorted by start, are nearly sorted by maximum too: insertion sort is linear
-    then, where numba's merge sort costs several times numpy's. Far from order it gives up.
-    """
-    n = len(values)
-    order = np.arange(n)
-    shifts = 0
-    for i in range(1, n):
-        current = order[i]
-        j = i
-        while j > 0 and values[order[j - 1]] > values[current]:
-            order[j] = order[j - 1]
-            j -= 1
-        order[j] = current
-        shifts += i - j
-        if shifts > 8 * n + 64:
-            return np.argsort(values, kind="mergesort")
-    return order
 
 
 @numba.njit(nogil=True, cache=True)
@@ -276,7 +261,9 @@ def peak_saturation_correction(
         return np.zeros(0, dtype=np.int64)
     peak_list = np.where(peaks["n_saturated_channels"] > 0)[0]
     chosen = peaks[peak_list]
-    ranges = touching_windows(records["time"], endtime(records), chosen["time"], endtime(chosen))
+    ranges = touching_windows(
+        records["time"], interval_ends(records), chosen["time"], interval_ends(chosen)
+    )
     _saturation_buffers(
         records,
         peaks,
@@ -300,9 +287,21 @@ def peak_saturation_correction(
     return peak_list
 
 
-def hitlets_of(hits: np.ndarray) -> np.ndarray:
-    """Hits widened to their integration bounds, time-sorted (bounds must be set)."""
-    hitlets = hits.copy()
-    hitlets["time"] -= (hitlets["left"] - hitlets["left_integration"]) * hitlets["dt"]
-    hitlets["length"] = hitlets["right_integration"] - hitlets["left_integration"]
-    return sort_by_time(hitlets)
+def hitlets_of(hits: np.ndarray, copy: bool = True) -> np.ndarray:
+    """Hits widened to their integration bounds, time-sorted (bounds must be set).
+
+    With ``copy=False`` the hits themselves become the hitlets (and are re-sorted in place):
+    widening moves each a few samples earlier, so they stay nearly in order.
+    """
+    hitlets = hits.copy() if copy else hits
+    if len(hitlets):
+        _widen(hitlets)
+    return sort_by_time_in_place(hitlets)
+
+
+@numba.njit(nogil=True, cache=True)
+def _widen(hits: np.ndarray) -> None:
+    """Start and length from the integration bounds, with numpy's int16 arithmetic (wrapping)."""
+    for h in hits:
+        h["time"] -= np.int16(np.int16(h["left"] - h["left_integration"]) * h["dt"])
+        h["length"] = np.int16(h["right_integration"] - h["left_integration"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import endtime, sort_by_time, take_rows
+from straxd.core.chunk import sort_by_time, take_rows, take_rows_in_place
 from straxd.core.dtypes import HIT_DTYPE, N_TOP_PMTS, N_TPC_PMTS, peak_dtype
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.peak_properties import compute_properties
@@ -28,6 +28,7 @@ from straxd.core.peaks import (
     find_peaks,
     fully_contained_in,
     integrate_lone_hits,
+    interval_ends,
 )
 from straxd.core.plugin import Option, Plugin
 from straxd.core.pulse import find_hits, record_links
@@ -119,7 +120,7 @@ def make_peaklets(
     """straxen's Peaklets.compute; ``records`` are changed only when ``records_owned``."""
     ext = (c["peak_left_extension"], c["peak_right_extension"])
     hits = find_hits(records, min_amplitude=thresholds)
-    hits = sort_by_time(take_rows(hits, to_pe[hits["channel"]] != 0))
+    hits = sort_by_time(hits, where=to_pe[hits["channel"]] != 0)
     full = peak_dtype(c["n_tpc_pmts"], store_data_top=True, store_data_start=True)
     peaklets = find_peaks(
         hits,
@@ -138,7 +139,7 @@ def make_peaklets(
     integrate_lone_hits(lone_hits, records, peaklets, ext, len(to_pe))
     if np.any(lone_hits["right_integration"] - lone_hits["left_integration"] <= 0):
         raise BadInput("a lone hit has a non-positive integration window")
-    hits = take_rows(hits, ~is_lone)
+    hits = take_rows_in_place(hits, ~is_lone)  # the sorted hits are not needed any more
     find_hit_integration_bounds(
         hits,
         outside_regions(peaklets, start, end),
@@ -147,7 +148,7 @@ def make_peaklets(
         len(to_pe),
         allow_bounds_beyond_records=True,
     )
-    hitlets = hitlets_of(hits)
+    hitlets = hitlets_of(hits, copy=False)  # the non-lone hits are not needed as they are
     clip_peak_times(hitlets, start, end)
     links = record_links(records)
     n_top, top, first = c["n_top_pmts"], c["store_data_top"], c["store_data_start"]
@@ -194,9 +195,9 @@ def make_peaklets(
         0,
         c["n_tpc_pmts"] - 1,
     )
-    add_hit_features(hitlets, peaklets)
+    add_hit_features(hitlets, peaklets, order)
     counts = touching_windows(
-        hitlets["time"], endtime(hitlets), peaklets["time"], endtime(peaklets)
+        hitlets["time"], interval_ends(hitlets), peaklets["time"], interval_ends(peaklets)
     )
     peaklets["n_hits"] = np.diff(counts, axis=1).flatten()
     result = np.zeros(len(peaklets), dtype=out_dtype)

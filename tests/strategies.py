@@ -67,3 +67,70 @@ def interval_arrays(
         if data.dtype[name].kind == "f":
             data[name] = np.arange(n, dtype=np.float64) * 0.5
     return np.sort(data, order="time", kind="stable") if n else data
+
+
+@st.composite
+def pulses_hitlets_peaks(
+    draw: st.DrawFn, n_channels: int = 4, samples: int = 110
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Records of multi-record pulses, hitlets spilling into neighbouring records, and peaks.
+
+    Records are time-sorted with fractional baselines and bit shifts; some samples reach the
+    baseline (saturation). Hitlets may run past their record, into a linked one or into
+    nothing; peaks (dt 10, time-sorted, possibly long enough to downsample) cover them partly.
+    """
+    from straxd.core.chunk import sort_by_time
+    from straxd.core.dtypes import HIT_DTYPE, peak_dtype, record_dtype
+
+    dt = 10
+    rows = []
+    for _ in range(draw(st.integers(1, 8))):
+        start = draw(st.integers(0, 300)) * 10 * dt
+        pulse_length = draw(st.integers(1, 3 * samples))
+        baseline = draw(st.floats(60, 300, width=32))
+        shift = draw(st.sampled_from([0, 0, 1, 2]))
+        channel = draw(st.integers(0, n_channels - 1))
+        for record_i in range((pulse_length + samples - 1) // samples):
+            r = np.zeros(1, dtype=record_dtype(samples))[0]
+            r["time"] = start + record_i * samples * dt
+            r["dt"], r["channel"], r["record_i"] = dt, channel, record_i
+            r["pulse_length"], r["baseline"], r["amplitude_bit_shift"] = (
+                pulse_length,
+                baseline,
+                shift,
+            )
+            r["length"] = min(samples, pulse_length - record_i * samples)
+            seed = draw(st.integers(0, 2**16))
+            noise = np.random.default_rng(seed).integers(-5, 160, r["length"])
+            r["data"][: r["length"]] = noise
+            rows.append(r)
+    records = sort_by_time(np.array(rows))
+    hits = []
+    for _ in range(draw(st.integers(1, 30))):
+        record_i = draw(st.integers(0, len(records) - 1))
+        r = records[record_i]
+        left = draw(st.integers(0, r["length"] - 1))
+        right = draw(st.integers(left + 1, r["length"]))
+        h = np.zeros(1, dtype=HIT_DTYPE)[0]
+        h["left_integration"] = left - draw(st.integers(0, 40))
+        h["right_integration"] = right + draw(st.integers(0, 40))
+        h["dt"], h["channel"], h["record_i"], h["left"], h["right"] = (
+            dt,
+            r["channel"],
+            record_i,
+            left,
+            right,
+        )
+        h["time"] = r["time"] + h["left_integration"] * dt
+        h["length"] = h["right_integration"] - h["left_integration"]
+        hits.append(h)
+    hitlets = sort_by_time(np.array(hits))
+    peaks = np.zeros(
+        draw(st.integers(1, 6)),
+        dtype=peak_dtype(n_channels, store_data_top=True, store_data_start=True),
+    )
+    t = -50 * dt
+    for p in peaks:
+        t += draw(st.integers(-30, 200)) * dt
+        p["time"], p["dt"], p["length"] = t, dt, draw(st.integers(1, 700))
+    return records, sort_by_time(hitlets), np.sort(peaks, order="time", kind="stable")

@@ -16,8 +16,10 @@ from straxd.core.chunk import (
     get_splits,
     select_rows,
     sort_by_time,
+    sort_by_time_in_place,
     split_array,
     take_rows,
+    take_rows_in_place,
 )
 from straxd.core.errors import CannotSplit, ChunkError
 from tests.strategies import TIME_DT_DTYPE, TIME_END_DTYPE, interval_arrays
@@ -235,11 +237,81 @@ class TestSort:
         np.testing.assert_array_equal(sort_by_time(data), strax.sort_by_time(data))
 
 
+class TestSortKernels:
+    @settings(max_examples=200, deadline=None)
+    @given(
+        rows=st.lists(st.tuples(st.integers(-50, 50), st.integers(-3, 3)), max_size=200),
+        time_scale=st.sampled_from([1, 10**6, 2**40, 2**57]),
+    )
+    def test_radix_order_is_stable_lexsort(
+        self, rows: list[tuple[int, int]], time_scale: int
+    ) -> None:
+        """The radix order equals np.lexsort((channel, time)), ties in original order; keys
+        wider than 64 bits are refused."""
+        from straxd.core.row_order import count_descents, radix_time_channel_order
+
+        table = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        time, channel = table[:, 0] * time_scale, table[:, 1].astype(np.int16)
+        if not len(time):
+            return
+        packed, order = radix_time_channel_order(time, channel)
+        spans = (int(time.max()) - int(time.min()), int(channel.max()) - int(channel.min()))
+        wide = sum(span.bit_length() for span in spans)
+        assert packed == (wide <= 64)
+        if packed:
+            np.testing.assert_array_equal(order, np.lexsort((channel, time)))
+        earlier, tie = time[1:] < time[:-1], time[1:] == time[:-1]
+        expected = np.sum(earlier | (tie & (channel[1:] < channel[:-1])))
+        assert count_descents(time, channel) == expected
+
+    @settings(max_examples=100, deadline=None)
+    @given(data=st.data(), n=st.integers(0, 3000))
+    def test_sort_with_where_equals_sort_of_selection(self, data: st.DataObject, n: int) -> None:
+        """Selecting rows while sorting equals sorting the selection, in each sorting path
+        (in order, few out of place, many out of place by radix)."""
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
+        arr = np.zeros(n, TIME_DT_DTYPE)
+        arr["time"] = np.sort(rng.integers(0, 10**6, n)) + rng.integers(
+            0, data.draw(st.sampled_from([1, 5, 10**5])), n
+        )
+        arr["channel"], arr["area"] = rng.integers(0, 5, n), np.arange(n)
+        where = rng.random(n) < data.draw(st.sampled_from([0.0, 0.5, 1.0]))
+        expected = strax.sort_by_time(arr[where]) if where.any() else arr[:0]
+        assert sort_by_time(arr, where=where).tobytes() == expected.tobytes()
+        assert sort_by_time(arr[where]).tobytes() == expected.tobytes()
+
+
+class TestSortInPlace:
+    @settings(max_examples=100, deadline=None)
+    @given(data=st.data(), far=st.booleans())
+    def test_equals_sort_by_time(self, data: st.DataObject, far: bool) -> None:
+        """Rows a few places out of order are sorted in place; far from order (reversed,
+        beyond the row-move budget) a sorted copy. Both equal sort_by_time, ties included."""
+        arr = data.draw(interval_arrays(dtype=TIME_DT_DTYPE, max_rows=300, max_gap_ns=40))
+        arr["channel"] = data.draw(
+            st.lists(st.integers(0, 3), min_size=len(arr), max_size=len(arr))
+        )
+        arr["area"] = np.arange(len(arr))  # tells rows with equal keys apart
+        arr = sort_by_time(arr)
+        if far:
+            arr = arr[::-1].copy()
+        else:
+            for _ in range(data.draw(st.integers(0, 40)) if len(arr) > 1 else 0):
+                i = data.draw(st.integers(0, len(arr) - 2))  # a local swap
+                arr[[i, i + 1]] = arr[[i + 1, i]]
+        expected = sort_by_time(arr.copy())
+        out = sort_by_time_in_place(arr)
+        np.testing.assert_array_equal(out, expected)
+        assert out.tobytes() == expected.tobytes()
+        if not far:
+            assert out is arr
+
+
 class TestRowCopies:
     @settings(max_examples=40, deadline=None)
     @given(sizes=st.lists(st.integers(0, 30), min_size=1, max_size=4), seed=st.integers(0, 99))
     def test_equal_numpy_indexing(self, sizes: list[int], seed: int) -> None:
-        """take_rows and select_rows give numpy's bytes, for odd row sizes and strided pieces."""
+        """take_rows(_in_place), select_rows: numpy's bytes, for odd row sizes, strided pieces."""
         rng = np.random.default_rng(seed)
         odd = np.dtype([("time", np.int64), ("channel", np.int16), ("flag", np.int8)])
         for dtype in (TIME_DT_DTYPE, odd):
@@ -251,6 +323,9 @@ class TestRowCopies:
             order = rng.permutation(len(pieces[-1]))
             assert take_rows(pieces[-1], order).tobytes() == pieces[-1][order].tobytes()
             assert take_rows(pieces[-1], masks[-1]).tobytes() == pieces[-1][masks[-1]].tobytes()
+            for piece, mask in zip(pieces, masks, strict=True):  # strided and contiguous
+                expected = piece[mask].tobytes()
+                assert take_rows_in_place(piece, mask).tobytes() == expected
 
 
 class TestRechunkCap:

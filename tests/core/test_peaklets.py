@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from straxd.core import pulse
 from straxd.core.chunk import Chunk, sort_by_time
@@ -103,3 +105,75 @@ class TestOptions:
             Peaklets({"peaklet_gap_threshold": 2000})
         with pytest.raises(ConfigInvalid, match="gain_model: expected 494 values"):
             Peaklets({"gain_model": [1.0, 2.0]})
+
+
+def _hit_features_reference(
+    containers: np.ndarray, max_time: np.ndarray, channel: np.ndarray, n_peaks: int
+) -> tuple[np.ndarray, ...]:
+    """straxen's loop: each peak's hits sorted (stably) by maximum, gaps and end channels."""
+    max_diff, min_diff = np.full(n_peaks, -1), np.full(n_peaks, -1)
+    first, last = np.full(n_peaks, -1), np.full(n_peaks, -1)
+    for p_i in range(n_peaks):
+        members = np.flatnonzero(containers == p_i)
+        if not len(members):
+            continue
+        ordered = members[np.argsort(max_time[members], kind="mergesort")]
+        first[p_i], last[p_i] = channel[ordered[0]], channel[ordered[-1]]
+        if len(ordered) > 1:
+            diffs = np.diff(max_time[ordered])
+            max_diff[p_i], min_diff[p_i] = diffs.max(), diffs.min()
+    return max_diff, min_diff, first, last
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 40), st.integers(0, 9)), max_size=80)
+)
+def test_hit_features_equal_per_peak_sorting(rows: list[tuple[int, int, int]]) -> None:
+    """One pass in global maximum order equals sorting each peak's hits, ties and all."""
+    from straxd.core.peaklets import _hit_features
+
+    table = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    containers = table[:, 0].astype(np.int32)
+    max_time, channel = table[:, 1].copy(), table[:, 2].copy()
+    by_max_time = np.argsort(max_time, kind="mergesort")
+    ours = _hit_features(containers, max_time, channel, by_max_time, 6, -1)
+    for a, b in zip(ours, _hit_features_reference(containers, max_time, channel, 6), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 3000),  # time
+            st.integers(0, 3),  # channel
+            st.integers(-200, 200),  # left
+            st.integers(-200, 200),  # left_integration
+            st.integers(-32768, 32767),  # right_integration
+        ),
+        max_size=60,
+    ),
+    dt=st.sampled_from([1, 10, 400]),
+)
+def test_hitlets_in_place_equal_numpy(rows: list[tuple[int, ...]], dt: int) -> None:
+    """Widening in place (int16 arithmetic wrapping as numpy's) and re-sorting equals the copy."""
+    from straxd.core.chunk import sort_by_time
+    from straxd.core.dtypes import HIT_DTYPE
+    from straxd.core.peaklets import hitlets_of
+
+    hits = np.zeros(len(rows), dtype=HIT_DTYPE)
+    for name, column in zip(
+        ("time", "channel", "left", "left_integration", "right_integration"),
+        np.array(rows, dtype=np.int64).reshape(-1, 5).T,
+        strict=True,
+    ):
+        hits[name] = column
+    hits["dt"], hits["area"] = dt, np.arange(len(hits))
+    hits = sort_by_time(hits)
+    expected = hits.copy()
+    expected["time"] -= (expected["left"] - expected["left_integration"]) * expected["dt"]
+    expected["length"] = expected["right_integration"] - expected["left_integration"]
+    expected = sort_by_time(expected)
+    assert hitlets_of(hits.copy()).tobytes() == expected.tobytes()
+    assert hitlets_of(hits, copy=False).tobytes() == expected.tobytes()

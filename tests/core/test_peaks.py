@@ -13,6 +13,7 @@ from straxd.core.chunk import sort_by_time
 from straxd.core.dtypes import peak_dtype
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal
+from tests.strategies import TIME_DT_DTYPE, TIME_END_DTYPE, interval_arrays, pulses_hitlets_peaks
 
 TO_PE = DetectorModel().to_pe()
 
@@ -182,6 +183,32 @@ class TestSumWaveform:
         assert_struct_equal(ours, theirs)
 
 
+@settings(max_examples=300, deadline=None)
+@given(data=pulses_hitlets_peaks(), top=st.booleans(), start=st.booleans())
+def test_sum_waveform_generated(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], top: bool, start: bool
+) -> None:
+    """Hitlets spilling into linked records or past them, bit shifts, fractional baselines,
+    saturation, peaks cutting hitlets and downsampled: sums equal strax.sum_waveform."""
+    from straxd.core.peak_waveform import sum_waveform
+
+    records, hitlets, found = data
+    to_pe = np.array([0.0071, 0.0123456789, 1.3, 0.5])
+    ours, theirs = found.copy(), found.copy()
+    sum_waveform(ours, hitlets, records, pulse.record_links(records), to_pe, 2, top, start)
+    strax.sum_waveform(
+        theirs,
+        hitlets,
+        records,
+        strax.record_links(records),
+        to_pe,
+        n_top_channels=2,
+        store_data_top=top,
+        store_data_start=start,
+    )
+    assert_struct_equal(ours, theirs)
+
+
 class TestProperties:
     def test_compute_properties_equal_to_strax(self, data: tuple[np.ndarray, np.ndarray]) -> None:
         """Widths, deciles, median and centre time, area fraction top equal strax's."""
@@ -244,3 +271,18 @@ class TestSplitting:
         )
         assert len(ours) > len(found)  # something was split
         assert_struct_equal(ours, theirs)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    arr=st.sampled_from([TIME_DT_DTYPE, TIME_END_DTYPE, peak_dtype(4)]).flatmap(
+        lambda dtype: interval_arrays(dtype=dtype, max_length=2**31 - 1)
+    )
+)
+def test_interval_ends_equal_endtime(arr: np.ndarray) -> None:
+    """The one-pass ends equal chunk.endtime for length/dt rows (any widths) and endtime rows."""
+    from straxd.core.chunk import endtime
+
+    ends = peaks.interval_ends(arr)
+    assert ends.dtype == np.int64
+    np.testing.assert_array_equal(ends, endtime(arr))
