@@ -191,26 +191,6 @@ def _as_words(data: np.ndarray) -> np.ndarray | None:
     return data.view(f"u{word}").reshape(len(data), itemsize // word)
 
 
-def select_rows(pieces: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
-    """``np.concatenate([p[m] for p, m in zip(pieces, masks)])`` without the intermediate copies.
-
-    The pieces share one dtype; there must be at least one.
-    """
-    counts = [int(np.count_nonzero(m)) for m in masks]
-    out = np.empty(sum(counts), dtype=pieces[0].dtype)
-    offset = 0
-    for piece, mask, count in zip(pieces, masks, counts, strict=True):
-        target = out[offset : offset + count]
-        words, target_words = _as_words(piece), _as_words(target)
-        if words is not None and target_words is not None and words.dtype == target_words.dtype:
-            # Whole rows as words, selected straight into the output (see take_rows).
-            np.compress(mask, words, axis=0, out=target_words)
-        else:
-            target[:] = piece[mask]
-        offset += count
-    return out
-
-
 NO_END_BEFORE = np.iinfo(np.int64).min  # for ``gap_starts``: no rows came before
 
 
