@@ -20,6 +20,7 @@ from straxd.core.errors import CannotSplit, ChunkError
 from straxd.core.row_order import (
     compact_rows,
     count_descents,
+    gather_rows,
     insertion_sort_rows,
     radix_time_channel_order,
 )
@@ -154,19 +155,31 @@ def _time_channel_order(time: np.ndarray, channel: np.ndarray, descents: int) ->
     return np.argsort(key, kind="stable")
 
 
-def take_rows(data: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``data[index]`` for an index or boolean mask array, copying whole rows as words.
+def take_rows(data: np.ndarray, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``data[index]`` for an index or boolean mask array (into ``out`` if given), copying
+    whole rows as words.
 
     numpy gathers structured rows field by field through a generic copy loop; viewing each row as
     a fixed number of integers makes the same gather a plain block copy (4-10x faster for hits
     and records). The bytes are the same, so the result equals ``data[index]`` exactly.
     """
+    index = np.asarray(index)
+    if index.dtype == np.bool_:
+        index = np.flatnonzero(index)
+    if out is None:
+        out = np.empty(len(index), dtype=data.dtype)
     words = _as_words(data)
-    if words is None:
-        taken: np.ndarray = data[index]
-        return taken
-    rows: np.ndarray = words[index].view(data.dtype).reshape(-1)
-    return rows
+    if words is None or not len(index):
+        out[:] = data[index]
+        return out
+    bad = gather_rows(
+        words,
+        index.astype(np.int64, copy=False),
+        out.view(words.dtype).reshape(len(out), words.shape[1]),
+    )
+    if bad >= 0:
+        raise IndexError(f"row {int(index[bad])} is out of range for {len(data)} rows")
+    return out
 
 
 def take_rows_in_place(data: np.ndarray, mask: np.ndarray) -> np.ndarray:

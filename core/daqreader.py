@@ -21,10 +21,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from straxd.core.chunk import Chunk, endtime, sort_by_time
+from straxd.core.chunk import Chunk, endtime, sort_by_time, take_rows
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
-from straxd.core.live_files import Fragments, gather, read_dir
+from straxd.core.live_files import Fragments, read_dir
 
 ARTIFICIAL_DEADTIME_CHANNEL = 799
 DAQREADER_LINEAGE: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -309,7 +309,7 @@ def _gather_pieces(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     out = np.empty(sum(len(index) for _, index in parts), dtype=parts[0][0].dtype)
     offset = 0
     for rows, index in parts:
-        gather(rows, index, out[offset : offset + len(index)])
+        take_rows(rows, index, out[offset : offset + len(index)])
         offset += len(index)
     return out
 

@@ -2,7 +2,7 @@
 
 The reader's files are decoded one after another straight into a single array of the
 directory's fragments; their order is computed but not applied. The chunk's rows are then
-gathered once, per raw_records type, into the final arrays (``gather``): one write of the
+gathered once, per raw_records type, into the final arrays (``chunk.take_rows``): one write of the
 decoded data and one copy, where decoding to bytes, joining, sorting and splitting made four.
 """
 
@@ -19,6 +19,7 @@ import lz4.frame
 import numba
 import numpy as np
 
+from straxd.core.chunk import take_rows
 from straxd.core.compress import decompress_file_bytes, decompress_file_into
 from straxd.core.errors import BadInput, DataCorrupted
 
@@ -53,7 +54,7 @@ class Fragments:
 
     def sorted_rows(self) -> np.ndarray:
         """The rows in order, as a new array."""
-        return gather(self.rows, self.order)
+        return take_rows(self.rows, self.order)
 
     def select(self, index: slice | np.ndarray) -> Fragments:
         """The same rows, keeping the ordered positions ``index``."""
@@ -63,30 +64,6 @@ class Fragments:
     def of_sorted(cls, rows: np.ndarray) -> Fragments:
         """Rows that are already in order."""
         return cls(rows, np.arange(len(rows), dtype=np.int64))
-
-
-def gather(rows: np.ndarray, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``rows[index]`` (into ``out`` if given), copying each row as a block of bytes.
-
-    numpy copies structured rows field by field, and even as rows of bytes its gather runs at a
-    third of the speed of this plain loop; the result is the same.
-    """
-    if out is None:
-        out = np.empty(len(index), dtype=rows.dtype)
-    if len(index):
-        width = rows.dtype.itemsize
-        source = np.ascontiguousarray(rows).view(np.uint8).reshape(len(rows), width)
-        _gather_bytes(source, index, out.view(np.uint8).reshape(len(out), width))
-    return out
-
-
-@numba.njit(nogil=True, cache=True)
-def _gather_bytes(source: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
-    width = source.shape[1]
-    for i in range(len(index)):
-        row = index[i]
-        for j in range(width):
-            out[i, j] = source[row, j]
 
 
 def read_dir(path: Path, dtype: np.dtype[Any], compressor: str, start: int, end: int) -> Fragments:

@@ -143,3 +143,20 @@ def compact_rows(words: np.ndarray, keep: np.ndarray) -> int:
                     words[kept, w] = words[i, w]
             kept += 1
     return kept
+
+
+@numba.njit(nogil=True, cache=True)
+def gather_rows(words: np.ndarray, index: np.ndarray, out: np.ndarray) -> int:
+    """``out[i] = words[index[i]]`` row by row; the position of an index out of range, or -1.
+
+    numpy gathers structured rows field by field, and even rows of words through a generic
+    loop at about two thirds of the speed of this one.
+    """
+    n_rows, n_words = words.shape
+    for i in range(len(index)):
+        row = index[i]
+        if row < 0 or row >= n_rows:
+            return i
+        for w in range(n_words):
+            out[i, w] = words[row, w]
+    return -1

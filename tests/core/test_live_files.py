@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from straxd.core.chunk import take_rows
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
-from straxd.core.live_files import Fragments, gather, read_dir
+from straxd.core.live_files import Fragments, read_dir
 from straxd.core.redax import LiveDataWriter, ReaderLayout
 
 ODD_ROW = np.dtype([("time", np.int64), ("channel", np.int16), ("tag", "S3")])  # 13 bytes
@@ -29,7 +30,10 @@ def test_gather_equals_numpy(n: int, picks: list[int], odd: bool, seed: int) -> 
     dtype = ODD_ROW if odd else raw_record_dtype(7)
     rows = np.frombuffer(np.random.default_rng(seed).bytes(n * dtype.itemsize), dtype).copy()
     index = np.array([p % n for p in picks] if n else [], dtype=np.int64)
-    assert gather(rows, index).tobytes() == rows[index].tobytes()
+    assert take_rows(rows, index).tobytes() == rows[index].tobytes()
+    out = np.empty(len(index) + 2, dtype)
+    take_rows(rows, index, out[1:-1])  # into a slice of a larger array
+    assert out[1:-1].tobytes() == rows[index].tobytes()
 
 
 def test_fragments_in_time_then_channel_order(tmp_path: Path) -> None:
@@ -62,3 +66,12 @@ def test_select_keeps_rows_and_order() -> None:
     ordered = Fragments(rows, np.array([3, 1, 2, 0]))
     assert ordered.select(slice(1, 3)).sorted_time().tolist() == [1, 2]
     assert Fragments.of_sorted(rows).sorted_time().tolist() == [3, 1, 2, 0]
+
+
+def test_gather_out_of_range_is_refused() -> None:
+    """An index beyond the rows raises instead of reading past the array."""
+    rows = np.zeros(3, ODD_ROW)
+    with pytest.raises(IndexError, match="row 3 is out of range for 3 rows"):
+        take_rows(rows, np.array([0, 3]))
+    with pytest.raises(IndexError, match="row -1 is out of range"):
+        take_rows(rows, np.array([-1]))
