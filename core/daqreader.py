@@ -219,13 +219,14 @@ class LiveRun:
         if not len(records) or self._last_end(records) + min_gap < end:
             return (records if kind == "post" else records.select(slice(0))), end - min_gap
         not_before = start + self.config.record_length * self.config.max_digitizer_dt_ns
+        time = records.sorted_time()
         index = (
-            _find_break(records.sorted_time(), records.sorted_endtime(), min_gap, not_before)
+            _find_break(time, records.sorted_endtime(), min_gap, not_before)
             if len(records) > 1
             else -1
         )
         if index >= 0:
-            break_time = int(records.sorted_time()[index])
+            break_time = int(time[index])
             part = slice(None, index) if kind == "post" else slice(index, None)
             return records.select(part), break_time
         break_time = end - min_gap

@@ -19,7 +19,7 @@ import lz4.frame
 import numba
 import numpy as np
 
-from straxd.core.chunk import take_rows
+from straxd.core.chunk import endtime, take_rows
 from straxd.core.compress import decompress_file_bytes, decompress_file_into
 from straxd.core.errors import BadInput, DataCorrupted
 
@@ -46,10 +46,7 @@ class Fragments:
 
     def sorted_endtime(self) -> np.ndarray:
         """End times in order."""
-        rows, order = self.rows, self.order
-        ends: np.ndarray = (
-            rows["time"][order] + rows["length"][order].astype(np.int64) * rows["dt"][order]
-        )
+        ends: np.ndarray = endtime(self.rows)[self.order]
         return ends
 
     def sorted_rows(self) -> np.ndarray:
