@@ -8,6 +8,8 @@ hit counts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 
@@ -203,11 +205,12 @@ def _saturation_buffers(
     to_pe: np.ndarray,
     reference_length: int,
     min_reference_length: int,
-) -> None:
+    len_buffer: int,
+) -> int:
     dt = records[0]["dt"]
     n_channels = len(peaks[0]["saturated_channel"])
-    len_buffer = np.max(peaks["length"] * peaks["dt"]) // dt + 1
     max_nrecord = len_buffer // len(records[0]["data"]) + 1
+    most_records = 0
     b_sumwf = np.zeros(len_buffer, dtype=np.float32)
     b_pulse = np.zeros((n_channels, len_buffer), dtype=np.int16)
     b_index = np.zeros((n_channels, max_nrecord), dtype=np.int64)
@@ -218,6 +221,7 @@ def _saturation_buffers(
         b_index[:] = -1
         p = peaks[peak_i]
         channel_saturated = p["saturated_channel"] > 0
+        n_records = np.zeros(n_channels, dtype=np.int64)
         for record_i in range(record_ranges[ix][0], record_ranges[ix][1]):
             r = records[record_i]
             (ra, rb), (ba, bb) = overlap_indices(
@@ -226,7 +230,9 @@ def _saturation_buffers(
             ch = r["channel"]
             if channel_saturated[ch]:
                 b_pulse[ch, ba:bb] += r["data"][ra:rb]
+                # straxen's row holds max_nrecord indices; a full row overwrites its smallest.
                 b_index[ch, np.argmin(b_index[ch])] = record_i
+                n_records[ch] += 1
             else:
                 b_sumwf[ba:bb] += r["data"][ra:rb] * to_pe[ch]
         _saturation_inner(
@@ -242,6 +248,31 @@ def _saturation_buffers(
         )
         peaks[peak_i]["length"] = p["length"] * p["dt"] / dt
         peaks[peak_i]["dt"] = dt
+        most_records = max(most_records, n_records.max())
+    return most_records
+
+
+@dataclass
+class SaturationBuffer:
+    """straxen's saturation buffer, sized by the longest peak of the chunk.
+
+    Its rows hold the indices of a saturated channel's records in one peak, up to ``capacity``
+    of them; a peak with more loses the first (straxen's behaviour). The size therefore depends on
+    the other peaks of the chunk: a chunk processed in pieces sets ``samples`` to the whole
+    chunk's, and ``most_records`` tells whether a piece's own size made a difference.
+    """
+
+    samples: int | None = None  # forced size in samples; None: from the peaks given
+    used_samples: int = 0
+    capacity: int = 0  # record indices per row
+    most_records: int = 0  # the most records a saturated channel of one peak had
+
+
+def longest_samples(peaks: np.ndarray, dt: int) -> int:
+    """straxen's saturation buffer size for these peaks: the longest, in samples of ``dt``."""
+    if not len(peaks):
+        return 0
+    return int(np.max(peaks["length"].astype(np.int64) * peaks["dt"]) // dt + 1)
 
 
 def peak_saturation_correction(
@@ -255,6 +286,7 @@ def peak_saturation_correction(
     n_top_channels: int = 0,
     store_data_top: bool = False,
     store_data_start: bool = False,
+    buffer: SaturationBuffer | None = None,
 ) -> np.ndarray:
     """Correct peaks with saturated channels (records are changed in place); their indices."""
     if not len(records) or not len(peaks):
@@ -264,7 +296,9 @@ def peak_saturation_correction(
     ranges = touching_windows(
         records["time"], interval_ends(records), chosen["time"], interval_ends(chosen)
     )
-    _saturation_buffers(
+    buffer = buffer or SaturationBuffer()
+    buffer.used_samples = buffer.samples or longest_samples(peaks, int(records[0]["dt"]))
+    most = _saturation_buffers(
         records,
         peaks,
         peak_list,
@@ -272,7 +306,10 @@ def peak_saturation_correction(
         np.asarray(to_pe, dtype=np.float64),
         reference_length,
         min_reference_length,
+        buffer.used_samples,
     )
+    buffer.most_records = max(buffer.most_records, int(most))
+    buffer.capacity = buffer.used_samples // records.dtype["data"].shape[0] + 1
     sum_waveform(
         peaks,
         hitlets,

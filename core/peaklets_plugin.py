@@ -15,6 +15,7 @@ from straxd.core.peak_properties import compute_properties
 from straxd.core.peak_splitting import DEFAULT_GOF_THRESHOLD, natural_breaks_threshold, split_peaks
 from straxd.core.peak_waveform import sum_waveform
 from straxd.core.peaklets import (
+    SaturationBuffer,
     add_hit_features,
     hitlets_of,
     outside_regions,
@@ -116,8 +117,12 @@ def make_peaklets(
     thresholds: np.ndarray,
     out_dtype: np.dtype[Any],
     records_owned: bool = False,
+    saturation: SaturationBuffer | None = None,
 ) -> dict[str, np.ndarray]:
-    """straxen's Peaklets.compute; ``records`` are changed only when ``records_owned``."""
+    """straxen's Peaklets.compute; ``records`` are changed only when ``records_owned``.
+
+    ``saturation`` sets or reports the saturation buffer (see ``SaturationBuffer``).
+    """
     ext = (c["peak_left_extension"], c["peak_right_extension"])
     hits = find_hits(records, min_amplitude=thresholds)
     hits = sort_by_time(hits, where=to_pe[hits["channel"]] != 0)
@@ -182,6 +187,7 @@ def make_peaklets(
             n_top,
             top,
             first,
+            saturation,
         )
         compute_properties(peaklets, n_top, select=corrected)
     order = np.argsort(hitlets["max_time"], kind="mergesort")

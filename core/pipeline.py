@@ -8,6 +8,8 @@ chunks. A ``TaskGroup`` supervises the tasks: one failure cancels the rest, and 
 did not finish closes its output as broken (it stays in ``_temp`` with ``exception`` set).
 With ``inflight_limit_mb`` set, a source reads its next chunk only once the large arrays of the
 previous ones are freed (``core/inflight.py``), so peak memory is that of one chunk's processing.
+Where records are only Peaklets' input, PulseProcessing and Peaklets run as one step over pieces
+of each chunk, so that a chunk's records never exist at once (``core/fusion.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from straxd.core.chunk import Chunk
 from straxd.core.dtypes import merged_dtype
 from straxd.core.errors import BadInput, ChunkError, ConfigInvalid
+from straxd.core.fusion import fuse
 from straxd.core.inflight import InflightBytes
 from straxd.core.pipeline_inputs import InputAligner, OverlapWindow
 from straxd.core.plugin import Plugin, Registry, SaveWhen, SourcePlugin
@@ -156,6 +159,10 @@ class Pipeline:
                 consumers[dependency] = consumers.get(dependency, 0) + 1
         for _, data_type in save:
             consumers[data_type] = consumers.get(data_type, 0) + 1
+        fused = fuse(compute, consumers, self.targets)
+        if len(fused) < len(compute):  # records, read by Peaklets alone, are made no more
+            compute = fused
+            del consumers["records"]
         for plugin in compute:
             # A windowed plugin sees rows again with the next chunk, so it never owns them.
             plugin.owned_inputs = frozenset(
@@ -267,7 +274,7 @@ class Pipeline:
 
     async def _compute(self, plugin: Plugin) -> None:
         for data_type in plugin.provides:
-            saved = any(p is plugin and t == data_type for p, t in self.plan.save)
+            saved = any(t == data_type for _, t in self.plan.save)
             self.report.types[data_type] = TypeReport(data_type, "computed", saved=saved)
         stream = self._outputs(plugin)
         async for outputs in stream:
@@ -331,7 +338,7 @@ class Pipeline:
                 start=start,
                 end=end,
                 data=data,
-                target_size_mb=plugin.chunk_target_size_mb,
+                target_size_mb=plugin.target_mb_of(data_type),
             )
             # Followed before the inputs are dropped, so the source never sees a gap.
             self._inflight.follow(chunks[data_type])

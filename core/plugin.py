@@ -123,6 +123,10 @@ class Plugin:
         rule = self.rechunk_on_save
         return bool(rule[data_type] if isinstance(rule, Mapping) else rule)
 
+    def target_mb_of(self, data_type: str) -> int:
+        """The chunk size (MB) the saver aims for with ``data_type``."""
+        return self.chunk_target_size_mb
+
     def tracked_config(self) -> dict[str, Any]:
         """The options that enter the lineage, with their values."""
         return {o.name: self.config[o.name] for o in self.options if o.track}
