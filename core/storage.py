@@ -37,6 +37,8 @@ from straxd.core.lineage import DataKey, check_run_id
 # The strax version we write as; strax only refuses data older than 0.9.0, and naming the
 # version whose format we reproduce lets any strax tool treat our folders as its own.
 STRAX_FORMAT_VERSION = "2.2.3"
+# Chunks from this size on are compressed into their file piece by piece (ChunkWriter.write).
+STREAM_FROM_BYTES = 32 * 2**20
 Overwrite = Literal["never", "if_broken", "always"]
 STRAX_METADATA_KEYS = frozenset(
     {
@@ -222,15 +224,18 @@ class ChunkWriter:
 
     def encode(self, chunk: Chunk) -> EncodedChunk:
         """Check the chunk belongs here and compress it; touches no file and no state."""
+        self._check_belongs(chunk)
+        try:
+            return encode_chunk(chunk, self.dtype, self.compressor)
+        except BadInput as err:
+            raise BadInput(f"{self.temp_dir}: {err}") from None
+
+    def _check_belongs(self, chunk: Chunk) -> None:
         where = f"{self.temp_dir}: {chunk!r}"
         if (chunk.run_id, chunk.data_type) != (self.key.run_id, self.key.data_type):
             raise BadInput(f"{where} is not {self.key.data_type} of run {self.key.run_id}")
         if chunk.data_kind != self.data_kind:
             raise BadInput(f"{where} has data kind {chunk.data_kind}, not {self.data_kind}")
-        try:
-            return encode_chunk(chunk, self.dtype, self.compressor)
-        except BadInput as err:
-            raise BadInput(f"{self.temp_dir}: {err}") from None
 
     def commit(self, encoded: EncodedChunk) -> dict[str, Any]:
         """Store an encoded chunk as the next one and rewrite the metadata; returns its entry."""
@@ -253,14 +258,16 @@ class ChunkWriter:
         )
         return self._stream
 
-    def commit_stream(self, stream: ChunkStream, start: int, end: int) -> dict[str, Any]:
+    def commit_stream(
+        self, stream: ChunkStream, start: int, end: int, subruns: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Finish the open chunk stream as the chunk [start, end) and rewrite the metadata."""
         self._check_open()
         if stream is not self._stream or stream.first is None or stream.last is None:
             raise StraxdError(f"{self.temp_dir}: not the open chunk stream, or it has no rows")
         info = {
             "chunk_i": self.n_chunks,
-            **chunk_info(start, end, self.key.run_id, None, stream.n, stream.nbytes,
+            **chunk_info(start, end, self.key.run_id, subruns, stream.n, stream.nbytes,
                          stream.first, stream.last),
         }  # fmt: skip
         self._check_contiguous(info)
@@ -298,9 +305,29 @@ class ChunkWriter:
         return info
 
     def write(self, chunk: Chunk) -> dict[str, Any]:
-        """Check, compress and store one chunk, then rewrite the metadata; returns its entry."""
+        """Check, compress and store one chunk, then rewrite the metadata; returns its entry.
+
+        A chunk of ``STREAM_FROM_BYTES`` or more is compressed into its file piece by piece
+        (``open_stream``), so that its compressed copy (~70 MB for a live_data chunk's
+        raw_records) is never held whole beside it.
+        """
         self._check_open()
-        return self.commit(self.encode(chunk))
+        if chunk.nbytes < STREAM_FROM_BYTES:
+            return self.commit(self.encode(chunk))
+        self._check_belongs(chunk)
+        # What encode and commit would refuse is refused before a file is begun.
+        got, declared = remove_titles(chunk.data.dtype), remove_titles(self.dtype)
+        if got != declared:
+            raise BadInput(f"{self.temp_dir}: {chunk!r}: dtype {got} differs from {declared}")
+        self._check_contiguous({"chunk_i": self.n_chunks, "start": chunk.start, "end": chunk.end})
+        stream = self.open_stream()
+        try:
+            stream.write(chunk.data)
+            return self.commit_stream(stream, chunk.start, chunk.end, chunk.subruns)
+        except BaseException:
+            stream.abort()
+            self._stream = None
+            raise
 
     def close(self, exception: BaseException | None = None) -> Path:
         """Finish writing and return the folder; on failure the folder stays ``_temp``.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,58 @@ class TestProtocol:
         """fsync can be turned off (tests, scratch disks) and the result is the same format."""
         folder = write_folder(tmp_path, simple_chunks(2), TIME_END, "lz4", fsync=False)
         assert open_data(folder).complete
+
+
+class TestStreamedChunks:
+    """Chunks from STREAM_FROM_BYTES on are compressed into their file piece by piece."""
+
+    @pytest.mark.parametrize("compressor", COMPRESSORS)
+    def test_same_data_and_entries_as_whole(
+        self, tmp_path: Path, compressor: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """strax loads the same rows; the metadata entries differ only in file size."""
+        chunks = simple_chunks(3, rows=90)
+        chunks[1] = chunks[1].with_data(chunks[1].data[:0])
+        chunks[2] = replace(chunks[2], subruns={"000041": {"start": 1, "end": 2}})
+        whole = write_folder(tmp_path / "whole", chunks, TIME_END, compressor)
+        monkeypatch.setattr("straxd.core.storage.STREAM_FROM_BYTES", 1)
+        monkeypatch.setattr("straxd.core.chunk_stream.ENCODE_PIECE_BYTES", 1000)
+        streamed = write_folder(tmp_path / "streamed", chunks, TIME_END, compressor)
+        assert (
+            strax.io.dry_load_files(str(streamed)).tobytes()
+            == strax.io.dry_load_files(str(whole)).tobytes()
+            == np.concatenate([c.data for c in chunks]).tobytes()
+        )
+        entries = [
+            [{k: v for k, v in e.items() if k != "filesize"} for e in read_json(f)["chunks"]]
+            for f in (whole, streamed)
+        ]
+        assert entries[0] == entries[1]
+        assert entries[1][2]["subruns"] == {"000041": {"start": 1, "end": 2}}
+
+    def test_refused_chunk_leaves_no_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A streamed chunk that is refused changes nothing; the next good one is taken."""
+        monkeypatch.setattr("straxd.core.storage.STREAM_FROM_BYTES", 1)
+        chunks = simple_chunks(3, rows=50)
+        writer = new_writer(tmp_path)
+        writer.write(chunks[0])
+        before = snapshot(tmp_path)
+        other_dtype = np.zeros(3, TIME_DT)
+        other_dtype["time"] = chunks[1].start
+        for bad, error in [
+            (chunks[2], ChunkError),  # a gap
+            (chunks[1].with_data(other_dtype), BadInput),
+        ]:
+            with pytest.raises(error):
+                writer.write(bad)
+            assert snapshot(tmp_path) == before
+        writer.write(chunks[1])
+        writer.write(chunks[2])
+        folder = writer.close()
+        expected = np.concatenate([c.data for c in chunks])
+        assert strax.io.dry_load_files(str(folder)).tobytes() == expected.tobytes()
 
 
 class TestFailures:
