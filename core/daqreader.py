@@ -24,7 +24,7 @@ import numpy as np
 from straxd.core.chunk import Chunk, endtime, sort_by_time, take_rows
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
-from straxd.core.live_files import Fragments, read_dir
+from straxd.core.live_files import Fragments, group_in_place, read_dirs
 
 ARTIFICIAL_DEADTIME_CHANNEL = 799
 DAQREADER_LINEAGE: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -203,18 +203,16 @@ class LiveRun:
         return (self.config.run_dir / f"{chunk_i:06d}").exists()
 
     # ------------------------------------------------------------------ loading
-    def _load_dir(self, path: Path, start: int, end: int) -> Fragments:
-        return read_dir(path, self.dtype, self.config.compressor, start, end)
-
     def _last_end(self, records: Fragments) -> int:
         # straxen looks back one record length per channel of the map: kept for equal results.
         n_channels = sum(b - a + 1 for a, b in self.config.channel_map.values())
         tail = records.select(slice(-self.config.record_length * n_channels, None))
         return int(tail.sorted_endtime().max())
 
-    def _overlap(self, path: Path, start: int, end: int, kind: str) -> tuple[Fragments, int]:
-        """Records of an overlap part this chunk keeps, and the break time."""
-        records = self._load_dir(path, start, end)
+    def _overlap(
+        self, records: Fragments, path: Path, start: int, end: int, kind: str
+    ) -> tuple[Fragments, int]:
+        """Records of an overlap part (``path``, decoded) this chunk keeps, and the break time."""
         min_gap = self.config.safe_break_ns
         if not len(records) or self._last_end(records) + min_gap < end:
             return (records if kind == "post" else records.select(slice(0))), end - min_gap
@@ -258,15 +256,22 @@ class LiveRun:
         pre, central, post = self.parts(chunk_i)
         if central is None:
             raise BadInput(f"{c.run_dir / f'{chunk_i:06d}'}: chunk is not available")
-        pieces, break_pre, break_post = [], t_start, t_end
-        if pre is not None and chunk_i > 0:
-            kept, break_pre = self._overlap(pre, t_start - c.overlap_ns, t_start, "pre")
-            pieces.append(kept)
-        elif pre is not None:
+        if pre is not None and chunk_i == 0:
             self.warnings.append(f"{pre}: a _pre directory for chunk 0 is ignored")
-        pieces.append(self._load_dir(central, t_start, t_end))
+            pre = None
+        windows = [(central, t_start, t_end)]
+        if pre is not None:
+            windows.insert(0, (pre, t_start - c.overlap_ns, t_start))
         if post is not None:
-            kept, break_post = self._overlap(post, t_end, t_end + c.overlap_ns, "post")
+            windows.append((post, t_end, t_end + c.overlap_ns))
+        decoded = read_dirs(windows, self.dtype, c.compressor)
+        pieces, break_pre, break_post = [], t_start, t_end
+        if pre is not None:
+            kept, break_pre = self._overlap(decoded.pop(0), *windows[0], "pre")
+            pieces.append(kept)
+        pieces.append(decoded.pop(0))
+        if post is not None:
+            kept, break_post = self._overlap(decoded.pop(0), *windows[-1], "post")
             pieces.append(kept)
         return self._split(pieces, chunk_i, run_id, c.t0_ns + break_pre, c.t0_ns + break_post)
 
@@ -288,30 +293,46 @@ class LiveRun:
                     f"{int(channels[bad])}"
                 )
             which.append(piece_which)
+        named = [
+            (i, name)
+            for i, subdetector in enumerate(self.config.channel_map)
+            if (name := output_name(subdetector)) is not None
+        ]
+        arrays = _group(pieces, which, [i for i, _ in named])
         chunks: dict[str, Chunk] = {}
-        for i, subdetector in enumerate(self.config.channel_map):
-            name = output_name(subdetector)
-            if name is None:
-                continue
-            data = _gather_pieces(
-                [(p.rows, p.order[w == i]) for p, w in zip(pieces, which, strict=True)]
-            )
+        for (_, name), data in zip(named, arrays, strict=True):
             if len(data):
                 dt = int(data["dt"][0])
                 data["time"] += dt * (self.config.t0_ns // dt)
             chunks[name] = Chunk(name, name, run_id, start, end, data, target_size_mb=500)
         for name in RAW_RECORDS_TYPES:
-            chunks.setdefault(name, Chunk(name, name, run_id, start, end, pieces[0].rows[:0]))
+            chunks.setdefault(name, Chunk(name, name, run_id, start, end, np.zeros(0, self.dtype)))
         return chunks
 
 
-def _gather_pieces(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """The indexed rows of each part, one part after another, in one new array."""
-    out = np.empty(sum(len(index) for _, index in parts), dtype=parts[0][0].dtype)
-    offset = 0
-    for rows, index in parts:
-        take_rows(rows, index, out[offset : offset + len(index)])
-        offset += len(index)
+def _group(pieces: list[Fragments], which: list[np.ndarray], wanted: list[int]) -> list[np.ndarray]:
+    """Per wanted subdetector, its rows of the pieces, piece after piece, in order.
+
+    Pieces decoded together are rearranged within their one array, each type a slice of it:
+    no second copy of a chunk is ever held. Otherwise (artificial deadtime rows were added) each
+    type's rows are gathered into a new array.
+    """
+    if len({id(p.rows.base) for p in pieces}) == 1 and pieces[0].rows.base is not None:
+        sizes = np.cumsum([0, *(len(p) for p in pieces)])
+        groups = [
+            np.concatenate([np.flatnonzero(w == i) + sizes[k] for k, w in enumerate(which)])
+            for i in wanted
+        ]
+        return group_in_place(pieces, groups)
+    out = []
+    for i in wanted:
+        parts = [(p.rows, p.order[w == i]) for p, w in zip(pieces, which, strict=True)]
+        data = np.empty(sum(len(index) for _, index in parts), dtype=pieces[0].rows.dtype)
+        offset = 0
+        for rows, index in parts:
+            take_rows(rows, index, data[offset : offset + len(index)])
+            offset += len(index)
+        out.append(data)
     return out
 
 

@@ -1,9 +1,9 @@
-"""One live_data directory decoded into one array, in (time, channel) order by an index.
+"""live_data directories decoded into one array, in (time, channel) order by an index.
 
-The reader's files are decoded one after another straight into a single array of the
-directory's fragments; their order is computed but not applied. The chunk's rows are then
-gathered once, per raw_records type, into the final arrays (``chunk.take_rows``): one write of the
-decoded data and one copy, where decoding to bytes, joining, sorting and splitting made four.
+The files of a chunk's directories (central part and overlaps) are decoded one after another
+straight into a single array; their order is computed but not applied. The rows are then
+rearranged within that array, each raw_records type one slice of it (``group_in_place``): one
+write of the decoded data and one in-place permutation, and never a second copy of the chunk.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from straxd.core.chunk import endtime, take_rows
 from straxd.core.compress import decompress_file_bytes, decompress_file_into
 from straxd.core.errors import BadInput, DataCorrupted
+from straxd.core.row_order import permute_rows_in_place
 
 # The packed sort key keeps (time - window start) above the channel shifted to be non-negative.
 _CHANNEL_BITS = 16
@@ -69,9 +70,21 @@ def read_dir(path: Path, dtype: np.dtype[Any], compressor: str, start: int, end:
     A file that does not decode, holds a partial fragment or a fragment starting outside
     [start, end) is BadInput or DataCorrupted naming it.
     """
-    files = sorted(path.iterdir())
+    return read_dirs([(path, start, end)], dtype, compressor)[0]
+
+
+def read_dirs(
+    windows: Sequence[tuple[Path, int, int]], dtype: np.dtype[Any], compressor: str
+) -> list[Fragments]:
+    """``read_dir`` of several directories, their rows consecutive slices of one array.
+
+    One array lets the caller put every row in its final place within it (``group_in_place``)
+    instead of copying them into new arrays.
+    """
+    files = [sorted(path.iterdir()) for path, _, _ in windows]
+    flat = [file for group in files for file in group]
     sizes, payloads = [], {}
-    for i, file in enumerate(files):
+    for i, file in enumerate(flat):
         n_bytes = _announced_size(compressor, file, dtype.itemsize)
         if n_bytes is None:
             payloads[i] = _decoded(compressor, file, dtype.itemsize)
@@ -79,7 +92,7 @@ def read_dir(path: Path, dtype: np.dtype[Any], compressor: str, start: int, end:
         sizes.append(n_bytes // dtype.itemsize)
     bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
     rows = np.empty(int(bounds[-1]), dtype)
-    for i, file in enumerate(files):
+    for i, file in enumerate(flat):
         part = rows[bounds[i] : bounds[i + 1]]
         if i in payloads:
             part.view(np.uint8)[:] = np.frombuffer(payloads.pop(i), np.uint8)
@@ -90,7 +103,37 @@ def read_dir(path: Path, dtype: np.dtype[Any], compressor: str, start: int, end:
                 # Say what is wrong with the content itself if decoding it all shows that.
                 _decoded(compressor, file, dtype.itemsize)
                 raise
-    return Fragments(rows, _order(rows, start, end, files, bounds))
+    out, first = [], 0
+    for group, (_, start, end) in zip(files, windows, strict=True):
+        own = bounds[first : first + len(group) + 1]
+        view = rows[own[0] : own[-1]]
+        out.append(Fragments(view, _order(view, start, end, group, own - own[0])))
+        first += len(group)
+    return out
+
+
+def group_in_place(pieces: Sequence[Fragments], groups: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Rows of ``pieces`` (from one ``read_dirs``) moved within their array, one slice per group.
+
+    ``groups[g]`` lists positions in the pieces' concatenated order (piece after piece, each in
+    its ``order``) of the rows of group g, in the order wanted. Returns one view per group; the
+    rows no group lists end up after the last one. The pieces must share one array.
+    """
+    buffer = pieces[0].rows.base
+    if not isinstance(buffer, np.ndarray) or any(p.rows.base is not buffer for p in pieces):
+        raise ValueError("pieces do not share one read_dirs array")
+    offsets, ordered = [], []
+    for piece in pieces:
+        offsets.append((piece.rows.ctypes.data - buffer.ctypes.data) // buffer.itemsize)
+        ordered.append(piece.order + offsets[-1])
+    positions = np.concatenate(ordered) if ordered else np.zeros(0, np.int64)
+    wanted = [positions[g] for g in groups]
+    left_out = np.ones(len(buffer), np.bool_)
+    for w in wanted:
+        left_out[w] = False
+    permute_rows_in_place(buffer, np.concatenate([*wanted, np.flatnonzero(left_out)]))
+    ends = np.cumsum([len(w) for w in wanted])
+    return [buffer[e - len(w) : e] for w, e in zip(wanted, ends, strict=True)]
 
 
 def _decoded(compressor: str, file: Path, row_bytes: int) -> bytearray:

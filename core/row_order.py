@@ -160,3 +160,44 @@ def gather_rows(words: np.ndarray, index: np.ndarray, out: np.ndarray) -> int:
         for w in range(n_words):
             out[i, w] = words[row, w]
     return -1
+
+
+def permute_rows_in_place(rows: np.ndarray, perm: np.ndarray) -> None:
+    """Rearrange ``rows`` so that row i becomes the old row ``perm[i]``, without a second array.
+
+    ``perm`` must be a permutation of range(len(rows)); each of its cycles is followed with one
+    row of scratch. Random access like a gather, but no copy of the array is ever held.
+    """
+    perm = np.asarray(perm, dtype=np.int64)
+    if len(perm) != len(rows):
+        raise ValueError(f"a permutation of {len(perm)} positions for {len(rows)} rows")
+    words = np.ascontiguousarray(rows).view(np.uint8).reshape(len(rows), rows.dtype.itemsize)
+    if words.ctypes.data != rows.ctypes.data:
+        raise ValueError("rows must be one contiguous array")
+    if not _permute(words, perm):
+        raise ValueError("not a permutation")
+
+
+@numba.njit(nogil=True, cache=True)
+def _permute(words: np.ndarray, perm: np.ndarray) -> bool:
+    n = len(perm)
+    done = np.zeros(n, np.bool_)
+    scratch = np.empty(words.shape[1], words.dtype)
+    for first in range(n):
+        if done[first]:
+            continue
+        scratch[:] = words[first]
+        i = first
+        while True:
+            done[i] = True
+            source = perm[i]
+            if source < 0 or source >= n:
+                return False
+            if source == first:
+                words[i] = scratch
+                break
+            if done[source]:
+                return False  # two positions take the same row
+            words[i] = words[source]
+            i = source
+    return True

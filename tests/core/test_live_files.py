@@ -1,4 +1,4 @@
-"""The live_data directory reader's pieces: the row gather and the window/order check."""
+"""The live_data directory reader's pieces: row gather and grouping, the window/order check."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from straxd.core.chunk import take_rows
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
-from straxd.core.live_files import Fragments, read_dir
+from straxd.core.live_files import Fragments, group_in_place, read_dir, read_dirs
 from straxd.core.redax import LiveDataWriter, ReaderLayout
+from straxd.core.row_order import permute_rows_in_place
 
 ODD_ROW = np.dtype([("time", np.int64), ("channel", np.int16), ("tag", "S3")])  # 13 bytes
 
@@ -75,3 +76,56 @@ def test_gather_out_of_range_is_refused() -> None:
         take_rows(rows, np.array([0, 3]))
     with pytest.raises(IndexError, match="row -1 is out of range"):
         take_rows(rows, np.array([-1]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(0, 300), odd=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_permute_in_place_equals_numpy(n: int, odd: bool, seed: int) -> None:
+    """Any permutation gives numpy's ``rows[perm]``; anything else is refused."""
+    dtype = ODD_ROW if odd else raw_record_dtype(7)
+    rng = np.random.default_rng(seed)
+    rows = np.frombuffer(rng.bytes(n * dtype.itemsize), dtype).copy()
+    perm = rng.permutation(n)
+    expected = rows[perm].tobytes()
+    permute_rows_in_place(rows, perm)
+    assert rows.tobytes() == expected
+    if n > 1:
+        with pytest.raises(ValueError, match="not a permutation"):
+            permute_rows_in_place(rows, np.zeros(n, np.int64))
+    with pytest.raises(ValueError, match="positions for"):
+        permute_rows_in_place(rows, np.arange(n + 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=3),
+    n_groups=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_group_in_place_equals_gathering(
+    tmp_path_factory: pytest.TempPathFactory, sizes: list[int], n_groups: int, seed: int
+) -> None:
+    """Directories read together, rows grouped within their array: each group's slice holds
+    what gathering its positions into a new array gives."""
+    rng = np.random.default_rng(seed)
+    root = tmp_path_factory.mktemp("live")
+    writer = LiveDataWriter(
+        root, ReaderLayout({"reader0_reader_0": 2}), chunk_ns=10**6, overlap_ns=100
+    )
+    windows = []
+    for i, size in enumerate(sizes):
+        rows = np.zeros(size, raw_record_dtype())
+        rows["time"] = rng.integers(0, 10**6, size)
+        rows["channel"] = rng.integers(0, 50, size)
+        rows["record_i"] = np.arange(size)
+        writer.write_directory(f"{i:06d}", rows)
+        windows.append((root / f"{i:06d}", 0, 10**6))
+    pieces = read_dirs(windows, raw_record_dtype(), "lz4")
+    sorted_rows = np.concatenate([p.sorted_rows() for p in pieces])
+    label = rng.integers(0, n_groups + 1, len(sorted_rows))  # n_groups: in no group
+    groups = [np.flatnonzero(label == g) for g in range(n_groups)]
+    expected = [sorted_rows[g].tobytes() for g in groups]
+    got = group_in_place(pieces, groups)
+    assert [g.tobytes() for g in got] == expected
+    with pytest.raises(ValueError, match="do not share"):
+        group_in_place([*pieces, Fragments.of_sorted(sorted_rows[:1])], groups)
