@@ -36,7 +36,7 @@ from straxd.core.finish import (
 from straxd.core.leases import Lease, fenced_update, release
 from straxd.core.lifecycle import wait_for_stop
 from straxd.core.logging import get_logger
-from straxd.core.memory import with_hugepage_malloc
+from straxd.core.memory import with_malloc_tunables
 from straxd.core.online_store import remove_run
 from straxd.core.rundoc import RunDoc, parse_run_doc, write_run_doc
 from straxd.daemons.bootstrax_finish import FinishSteps
@@ -169,7 +169,7 @@ class RunWork(FinishSteps):
         ]
 
     def _child_env(self, live_dir: Path) -> dict[str, str]:
-        env = with_hugepage_malloc({k: v for k, v in os.environ.items() if k != "STRAXD_FAULT_AT"})
+        env = with_malloc_tunables({k: v for k, v in os.environ.items() if k != "STRAXD_FAULT_AT"})
         env["STRAXD_LIVE_DIR"] = str(live_dir.parent)
         return env
 

@@ -1,4 +1,4 @@
-"""The console-script launcher: straxer re-executes itself once with huge-page malloc."""
+"""The console-script launcher: straxer re-executes itself once with the malloc tunables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from straxd.core.memory import HUGEPAGE_TUNABLE, with_hugepage_malloc
+from straxd.core.memory import MALLOC_TUNABLES, with_malloc_tunables
 from straxd.daemons import launch
 
 BIN = Path(sys.executable).parent
@@ -19,15 +19,16 @@ class _Exec(Exception):
     """Raised by the stand-in for os.execve, carrying what it was called with."""
 
 
-def test_tunable_added_once_and_others_kept() -> None:
-    env = with_hugepage_malloc({"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
-    assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGEPAGE_TUNABLE}"
+def test_tunables_added_once_and_others_kept() -> None:
+    default = ":".join(MALLOC_TUNABLES)
+    env = with_malloc_tunables({"PATH": "/bin", "GLIBC_TUNABLES": "glibc.cpu.x86_ibt=on"})
+    assert env["GLIBC_TUNABLES"] == f"glibc.cpu.x86_ibt=on:{default}"
     assert env["PATH"] == "/bin"
-    assert with_hugepage_malloc(env) == env
-    assert with_hugepage_malloc({})["GLIBC_TUNABLES"] == HUGEPAGE_TUNABLE
-    # A setting chosen by the operator wins.
-    assert with_hugepage_malloc({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == {
-        "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"
+    assert with_malloc_tunables(env) == env
+    assert with_malloc_tunables({})["GLIBC_TUNABLES"] == default
+    # A setting chosen by the operator wins; the other tunable is still added.
+    assert with_malloc_tunables({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == {
+        "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=1"
     }
 
 
@@ -54,7 +55,7 @@ def test_straxer_reexecutes_with_the_tunable(monkeypatch: pytest.MonkeyPatch) ->
         "--target",
         "peaklets",
     ]
-    assert env["GLIBC_TUNABLES"] == HUGEPAGE_TUNABLE
+    assert env["GLIBC_TUNABLES"] == ":".join(MALLOC_TUNABLES)
 
 
 def test_straxer_console_script_runs() -> None:
