@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core import chunk, daqreader, live_files, pulse
+from straxd.core import chunk, daqreader, live_files, pulse, row_order
 from straxd.core.context import PLUGIN_CLASSES
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.filestore import FileStore
@@ -76,6 +76,7 @@ def warm_up() -> float:
     fragments = live_files.Fragments.of_sorted(raw)
     fragments.sorted_rows()
     live_files._window_key(raw["time"], raw["channel"], 0, 20_000_000)
+    row_order.permute_rows_in_place(raw.copy(), np.arange(len(raw))[::-1])
     _warm_chain()
     return time.monotonic() - started
 

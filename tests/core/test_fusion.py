@@ -73,6 +73,8 @@ class TestRecordsToPeaklets:
                 pieces_seen += len(
                     quiet_pieces(raw["time"], endtime(raw), start, end, fused.quiet_ns, piece_rows)
                 )
+        empty = RecordsToPeaklets(pulse, peaklets).compute(0, 0, 10, raw_records=raw[:0])
+        assert [len(empty[t]) for t in RecordsToPeaklets.provides] == [0, 0, 0, 0]
         # Pieces were cut, and some had to be redone with the chunk's saturation buffer.
         assert pieces_seen > 3 * len(windows)
         assert redone > 0
