@@ -14,7 +14,6 @@ import numpy as np
 
 from straxd.core.dtypes import HIT_DTYPE, record_dtype
 from straxd.core.errors import BadInput
-from straxd.core.pulse_counts import count_pulses
 
 NO_RECORD_LINK = -1
 # Hit thresholds beyond the int16 samples: no sample reaches the first, every one the second.
@@ -371,32 +370,3 @@ def _cut(
         for j in range(samples):
             if j >= length or not keep[j]:
                 data[j] = 0
-
-
-def pulse_processing(
-    raw_records: np.ndarray,
-    start: int,
-    end: int,
-    *,
-    hit_min_amplitude: float | np.ndarray | tuple[float, ...],
-    n_tpc_pmts: int,
-    baseline_samples: int = 40,
-    save_outside_hits: tuple[int, int] = (3, 20),
-    check_raw_record_overlaps: bool = True,
-    allow_sloppy_chunking: bool = False,
-) -> dict[str, np.ndarray]:
-    """straxen PulseProcessing.compute with the software HE veto off (its default)."""
-    if check_raw_record_overlaps:
-        check_overlaps(raw_records, n_channels=3000)
-    if len(raw_records) and raw_records["channel"].max() >= n_tpc_pmts:
-        raw_records = raw_records[raw_records["channel"] < n_tpc_pmts]
-    r = baselined_records(
-        raw_records, baseline_samples=baseline_samples, allow_sloppy_chunking=allow_sloppy_chunking
-    )
-    counts = count_pulses(r, n_tpc_pmts)
-    counts["time"], counts["endtime"] = start, end
-    if len(r):
-        left, right = save_outside_hits
-        # In place: r is this call's own array, and a copy would double the chunk's memory.
-        cut_around_hits_in_place(r, hit_min_amplitude, left_extension=left, right_extension=right)
-    return {"records": r, "pulse_counts": counts, "veto_regions": np.zeros(0, dtype=HIT_DTYPE)}

@@ -36,13 +36,6 @@ def pulse_count_dtype(n_channels: int) -> np.dtype[Any]:
     )
 
 
-def count_pulses(records: np.ndarray, n_channels: int) -> np.ndarray:
-    """straxen's pulse_counts of one chunk (no row when there are no records)."""
-    counter = PulseCounter(n_channels)
-    counter.add(records)
-    return counter.result()
-
-
 class PulseCounter:
     """pulse_counts of one chunk, from its records given in time-ordered pieces.
 
@@ -71,11 +64,12 @@ class PulseCounter:
         _accumulate(records, self._ints, self._sums, self._in_lone, self._marks, following_time)
         self._seen = True
 
-    def result(self) -> np.ndarray:
-        """The chunk's row (none when there were no records)."""
+    def result(self, start: int, end: int) -> np.ndarray:
+        """The row of the chunk [start, end) (none when there were no records)."""
         result = np.zeros(1 if self._seen else 0, dtype=pulse_count_dtype(self.n_channels))
         if self._seen:
             res = result[0]
+            res["time"], res["endtime"] = start, end
             for i, name in enumerate(_INT_FIELDS):
                 res[name][:] = self._ints[i]
             count = self._ints[0]

@@ -1,4 +1,8 @@
-"""The records plugin (straxen's PulseProcessing) and per-channel option values.
+"""The records plugin (straxen's PulseProcessing), its steps, and per-channel option values.
+
+``pulse_processing`` is one chunk's work: ``tpc_raw_records`` then ``hit_records``, whose pulse
+counts accumulate in a ``PulseCounter``. The fused raw_records -> peaklets step (``fusion``)
+calls the same two steps piece by piece.
 
 Values straxen fetches from its databases (hit thresholds, gains) are plain configuration here:
 a number for every channel, a list with one value per channel, or the path of a file holding
@@ -17,8 +21,8 @@ import numpy as np
 from straxd.core.dtypes import HIT_DTYPE, N_TPC_PMTS, record_dtype
 from straxd.core.errors import ConfigInvalid
 from straxd.core.plugin import Option, Plugin, SaveWhen
-from straxd.core.pulse import pulse_processing
-from straxd.core.pulse_counts import pulse_count_dtype
+from straxd.core.pulse import baselined_records, check_overlaps, cut_around_hits_in_place
+from straxd.core.pulse_counts import NO_FOLLOWING, PulseCounter, pulse_count_dtype
 
 RECORDS_TYPES = ("records", "veto_regions", "pulse_counts")
 
@@ -111,15 +115,82 @@ class PulseProcessing(Plugin):
     def compute(self, chunk_i: int, start: int, end: int, **inputs: np.ndarray) -> Any:
         """One chunk of raw_records."""
         c = self.config
-        left, right = c["save_outside_hits"]
         return pulse_processing(
             inputs["raw_records"],
             start,
             end,
-            hit_min_amplitude=self.thresholds,
             n_tpc_pmts=c["n_tpc_pmts"],
-            baseline_samples=c["baseline_samples"],
-            save_outside_hits=(left, right),
             check_raw_record_overlaps=c["check_raw_record_overlaps"],
-            allow_sloppy_chunking=c["allow_sloppy_chunking"],
+            **self.record_options(),
         )
+
+    def record_options(self) -> dict[str, Any]:
+        """The options of ``pulse.hit_records``, from this plugin's configuration."""
+        c = self.config
+        left, right = c["save_outside_hits"]
+        return {
+            "hit_min_amplitude": self.thresholds,
+            "baseline_samples": c["baseline_samples"],
+            "save_outside_hits": (left, right),
+            "allow_sloppy_chunking": c["allow_sloppy_chunking"],
+        }
+
+
+def pulse_processing(
+    raw_records: np.ndarray,
+    start: int,
+    end: int,
+    *,
+    hit_min_amplitude: float | np.ndarray | tuple[float, ...],
+    n_tpc_pmts: int,
+    baseline_samples: int = 40,
+    save_outside_hits: tuple[int, int] = (3, 20),
+    check_raw_record_overlaps: bool = True,
+    allow_sloppy_chunking: bool = False,
+) -> dict[str, np.ndarray]:
+    """straxen PulseProcessing.compute with the software HE veto off (its default)."""
+    raw_records = tpc_raw_records(raw_records, n_tpc_pmts, check_raw_record_overlaps)
+    counter = PulseCounter(n_tpc_pmts)
+    r = hit_records(
+        raw_records,
+        counter,
+        hit_min_amplitude=hit_min_amplitude,
+        baseline_samples=baseline_samples,
+        save_outside_hits=save_outside_hits,
+        allow_sloppy_chunking=allow_sloppy_chunking,
+    )
+    counts = counter.result(start, end)
+    return {"records": r, "pulse_counts": counts, "veto_regions": np.zeros(0, dtype=HIT_DTYPE)}
+
+
+def tpc_raw_records(raw_records: np.ndarray, n_tpc_pmts: int, check: bool = True) -> np.ndarray:
+    """The TPC channels' rows, after checking (with ``check``) that no pulses overlap."""
+    if check:
+        check_overlaps(raw_records, n_channels=3000)
+    if len(raw_records) and raw_records["channel"].max() >= n_tpc_pmts:
+        raw_records = raw_records[raw_records["channel"] < n_tpc_pmts]
+    return raw_records
+
+
+def hit_records(
+    raw_records: np.ndarray,
+    counter: PulseCounter | None,
+    *,
+    hit_min_amplitude: float | np.ndarray | tuple[float, ...],
+    baseline_samples: int = 40,
+    save_outside_hits: tuple[int, int] = (3, 20),
+    allow_sloppy_chunking: bool = False,
+    following_time: int = NO_FOLLOWING,
+) -> np.ndarray:
+    """records of time-ordered TPC raw_records: baselined, counted (when ``counter`` is given;
+    ``following_time`` as in ``PulseCounter.add``), then zeroed outside the hits."""
+    r = baselined_records(
+        raw_records, baseline_samples=baseline_samples, allow_sloppy_chunking=allow_sloppy_chunking
+    )
+    if counter is not None:
+        counter.add(r, following_time)
+    if len(r):
+        left, right = save_outside_hits
+        # In place: r is this call's own array, and a copy would double the chunk's memory.
+        cut_around_hits_in_place(r, hit_min_amplitude, left_extension=left, right_extension=right)
+    return r

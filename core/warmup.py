@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core import chunk, daqreader, live_files, pulse, row_order
+from straxd.core import chunk, daqreader, live_files, row_order
 from straxd.core.context import PLUGIN_CLASSES
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.filestore import FileStore
 from straxd.core.pipeline import Pipeline
 from straxd.core.plugin import Registry, RunInPool, SourcePlugin
+from straxd.core.records import pulse_processing
 from straxd.core.sources import DAQReader
 from straxd.core.synth import DetectorModel, Simulator
 
@@ -64,7 +65,7 @@ def warm_up() -> float:
     started = time.monotonic()
     raw = Simulator(seed=1, event_rate_hz=200).window(0, 0, 20_000_000).records
     raw = chunk.sort_by_time(raw[raw["channel"] < 494])
-    result = pulse.pulse_processing(
+    result = pulse_processing(
         raw, 0, 20_000_000, hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494
     )
     records = result["records"]

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core import pulse
 from straxd.core.chunk import Chunk, sort_by_time
 from straxd.core.classification import PeakletClassification, classify
 from straxd.core.dtypes import merged_s2s_dtype, peaks_dtype, record_dtype
@@ -19,6 +18,7 @@ from straxd.core.peak_basics import PeakBasics, Peaks, make_peak_basics, make_pe
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.pipeline import Pipeline, merge_chunks
 from straxd.core.plugin import Option, Registry, RunInPool, SourcePlugin
+from straxd.core.records import pulse_processing
 from straxd.core.storage_read import find
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal
@@ -36,7 +36,7 @@ def simulated_records(n_chunks: int) -> list[np.ndarray]:
         raw = sort_by_time(raw[(raw["channel"] < 494) & (raw["time"] >= i * CHUNK_NS)])
         raw = raw[raw["time"] + raw["length"] * 10 <= (i + 1) * CHUNK_NS]
         chunks.append(
-            pulse.pulse_processing(
+            pulse_processing(
                 raw,
                 i * CHUNK_NS,
                 (i + 1) * CHUNK_NS,

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from straxd.core import pulse
 from straxd.core.chunk import Chunk, sort_by_time
 from straxd.core.classification import PeakletClassification, classify
 from straxd.core.dtypes import merged_s2s_dtype, peaks_dtype
@@ -19,6 +18,7 @@ from straxd.core.merged_s2s import MergedS2s, merge_s2s
 from straxd.core.peak_basics import make_peak_basics, make_peaks
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.pipeline import merge_chunks
+from straxd.core.records import pulse_processing
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal, run_straxen_script
 
@@ -37,9 +37,9 @@ def chunks(
         raw = Simulator(seed, rate).window(i, start, end).records
         raw = sort_by_time(raw[raw["channel"] < 494])
         raw = raw[raw["time"] >= start]
-        r = pulse.pulse_processing(
-            raw, start, end, hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494
-        )["records"]
+        r = pulse_processing(raw, start, end, hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494)[
+            "records"
+        ]
         np.save(folder / f"records_{i}.npy", r)
         records.append(r)
         bounds.append([start, end])

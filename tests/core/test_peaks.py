@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from straxd.core import peaks, pulse
 from straxd.core.chunk import sort_by_time
 from straxd.core.dtypes import peak_dtype
+from straxd.core.records import pulse_processing
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal
 from tests.strategies import TIME_DT_DTYPE, TIME_END_DTYPE, interval_arrays, pulses_hitlets_peaks
@@ -24,7 +25,7 @@ def _records_and_hits(
     """Processed records of a simulated window and their time-sorted hits."""
     raw = Simulator(seed, rate_hz).window(0, 0, int(seconds * 1e9)).records
     raw = sort_by_time(raw[raw["channel"] < 494])
-    records = pulse.pulse_processing(
+    records = pulse_processing(
         raw, 0, int(seconds * 1e9), hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494
     )["records"]
     hits = sort_by_time(pulse.find_hits(records, np.full(494, 15.0)))

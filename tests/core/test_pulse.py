@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from straxd.core import pulse
 from straxd.core.dtypes import raw_record_dtype, record_dtype
 from straxd.core.errors import BadInput
+from straxd.core.records import pulse_processing
 from straxd.core.synth import Simulator
 from tests.oracle import assert_struct_equal, run_straxen_script
 
@@ -171,7 +172,7 @@ class TestAgainstStraxenPlugin:
         options = {"hit_min_amplitude": thresholds}
         run_straxen_script("straxen_records.py", str(folder), str(tmp_path), json.dumps(options))
         for i, raw in enumerate(chunks):
-            ours = pulse.pulse_processing(
+            ours = pulse_processing(
                 raw,
                 *bounds[i],
                 hit_min_amplitude=np.asarray(thresholds, float) * np.ones(494),
@@ -229,7 +230,7 @@ class TestHypothesisBatchAgainstStraxen:
             json.dumps({"hit_min_amplitude": 12}),
         )
         for i, raw in enumerate(examples):
-            ours = pulse.pulse_processing(
+            ours = pulse_processing(
                 raw, *bounds[i], hit_min_amplitude=np.full(494, 12.0), n_tpc_pmts=494
             )
             np.testing.assert_array_equal(
