@@ -130,7 +130,7 @@ class RecordsToPeaklets(Plugin):
             peaklets = np.concatenate([m["peaklets"] for m in made])
             chunk_samples = longest_samples(peaklets, int(raw["dt"][0]))
             for i, buffer in enumerate(buffers):
-                if buffer.most_records > buffer.capacity and chunk_samples > buffer.used_samples:
+                if buffer.overflowed and chunk_samples > buffer.used_samples:
                     made[i] = self._piece(raw, pieces[i], SaturationBuffer(chunk_samples), None)
                     self.pieces_redone += 1
         return {

@@ -206,11 +206,11 @@ def _saturation_buffers(
     reference_length: int,
     min_reference_length: int,
     len_buffer: int,
-) -> int:
+) -> bool:
     dt = records[0]["dt"]
     n_channels = len(peaks[0]["saturated_channel"])
     max_nrecord = len_buffer // len(records[0]["data"]) + 1
-    most_records = 0
+    overflowed = False
     b_sumwf = np.zeros(len_buffer, dtype=np.float32)
     b_pulse = np.zeros((n_channels, len_buffer), dtype=np.int16)
     b_index = np.zeros((n_channels, max_nrecord), dtype=np.int64)
@@ -221,7 +221,6 @@ def _saturation_buffers(
         b_index[:] = -1
         p = peaks[peak_i]
         channel_saturated = p["saturated_channel"] > 0
-        n_records = np.zeros(n_channels, dtype=np.int64)
         for record_i in range(record_ranges[ix][0], record_ranges[ix][1]):
             r = records[record_i]
             (ra, rb), (ba, bb) = overlap_indices(
@@ -231,8 +230,9 @@ def _saturation_buffers(
             if channel_saturated[ch]:
                 b_pulse[ch, ba:bb] += r["data"][ra:rb]
                 # straxen's row holds max_nrecord indices; a full row overwrites its smallest.
-                b_index[ch, np.argmin(b_index[ch])] = record_i
-                n_records[ch] += 1
+                slot = np.argmin(b_index[ch])
+                overflowed |= b_index[ch, slot] >= 0
+                b_index[ch, slot] = record_i
             else:
                 b_sumwf[ba:bb] += r["data"][ra:rb] * to_pe[ch]
         _saturation_inner(
@@ -248,24 +248,22 @@ def _saturation_buffers(
         )
         peaks[peak_i]["length"] = p["length"] * p["dt"] / dt
         peaks[peak_i]["dt"] = dt
-        most_records = max(most_records, n_records.max())
-    return most_records
+    return overflowed
 
 
 @dataclass
 class SaturationBuffer:
     """straxen's saturation buffer, sized by the longest peak of the chunk.
 
-    Its rows hold the indices of a saturated channel's records in one peak, up to ``capacity``
-    of them; a peak with more loses the first (straxen's behaviour). The size therefore depends on
+    Its rows hold the indices of a saturated channel's records in one peak, as many as the size
+    allows; a peak with more loses the first (straxen's behaviour). The size therefore depends on
     the other peaks of the chunk: a chunk processed in pieces sets ``samples`` to the whole
-    chunk's, and ``most_records`` tells whether a piece's own size made a difference.
+    chunk's, and ``overflowed`` tells whether a piece's own size made a difference.
     """
 
     samples: int | None = None  # forced size in samples; None: from the peaks given
     used_samples: int = 0
-    capacity: int = 0  # record indices per row
-    most_records: int = 0  # the most records a saturated channel of one peak had
+    overflowed: bool = False  # a saturated channel of some peak had more records than a row
 
 
 def longest_samples(peaks: np.ndarray, dt: int) -> int:
@@ -298,7 +296,7 @@ def peak_saturation_correction(
     )
     buffer = buffer or SaturationBuffer()
     buffer.used_samples = buffer.samples or longest_samples(peaks, int(records[0]["dt"]))
-    most = _saturation_buffers(
+    overflowed = _saturation_buffers(
         records,
         peaks,
         peak_list,
@@ -308,8 +306,7 @@ def peak_saturation_correction(
         min_reference_length,
         buffer.used_samples,
     )
-    buffer.most_records = max(buffer.most_records, int(most))
-    buffer.capacity = buffer.used_samples // records.dtype["data"].shape[0] + 1
+    buffer.overflowed = buffer.overflowed or bool(overflowed)
     sum_waveform(
         peaks,
         hitlets,
