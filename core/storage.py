@@ -99,11 +99,16 @@ class EncodedChunk:
     payload: bytes | None  # None for an empty chunk: strax writes no file for it
 
 
-def encode_chunk(chunk: Chunk, dtype: np.dtype[Any], compressor: str) -> EncodedChunk:
-    """Check and compress one chunk (pure and thread-safe: run it in a worker pool)."""
+def check_dtype(chunk: Chunk, dtype: np.dtype[Any]) -> None:
+    """BadInput unless the chunk's fields are ``dtype``'s (titles aside)."""
     got, declared = remove_titles(chunk.data.dtype), remove_titles(dtype)
     if got != declared:
         raise BadInput(f"{chunk!r}: dtype {got} differs from the declared {declared}")
+
+
+def encode_chunk(chunk: Chunk, dtype: np.dtype[Any], compressor: str) -> EncodedChunk:
+    """Check and compress one chunk (pure and thread-safe: run it in a worker pool)."""
+    check_dtype(chunk, dtype)
     # Same fields in the same order: the cast only adds the declared titles.
     data = np.ascontiguousarray(chunk.data).astype(dtype, copy=False)
     ends = endtime(data[[0, -1]]) if len(data) else None
@@ -316,9 +321,10 @@ class ChunkWriter:
             return self.commit(self.encode(chunk))
         self._check_belongs(chunk)
         # What encode and commit would refuse is refused before a file is begun.
-        got, declared = remove_titles(chunk.data.dtype), remove_titles(self.dtype)
-        if got != declared:
-            raise BadInput(f"{self.temp_dir}: {chunk!r}: dtype {got} differs from {declared}")
+        try:
+            check_dtype(chunk, self.dtype)
+        except BadInput as err:
+            raise BadInput(f"{self.temp_dir}: {err}") from None
         self._check_contiguous({"chunk_i": self.n_chunks, "start": chunk.start, "end": chunk.end})
         stream = self.open_stream()
         try:
