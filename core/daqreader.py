@@ -317,13 +317,14 @@ def _group(pieces: list[Fragments], which: list[np.ndarray], wanted: list[int]) 
     no second copy of a chunk is ever held. Otherwise (artificial deadtime rows were added) each
     type's rows are gathered into a new array.
     """
-    if len({id(p.rows.base) for p in pieces}) == 1 and pieces[0].rows.base is not None:
-        sizes = np.cumsum([0, *(len(p) for p in pieces)])
-        groups = [
-            np.concatenate([np.flatnonzero(w == i) + sizes[k] for k, w in enumerate(which)])
-            for i in wanted
-        ]
-        return group_in_place(pieces, groups)
+    sizes = np.cumsum([0, *(len(p) for p in pieces)])
+    groups = [
+        np.concatenate([np.flatnonzero(w == i) + sizes[k] for k, w in enumerate(which)])
+        for i in wanted
+    ]
+    grouped = group_in_place(pieces, groups)
+    if grouped is not None:
+        return grouped
     out = []
     for i in wanted:
         parts = [(p.rows, p.order[w == i]) for p, w in zip(pieces, which, strict=True)]

@@ -112,21 +112,21 @@ def read_dirs(
     return out
 
 
-def group_in_place(pieces: Sequence[Fragments], groups: Sequence[np.ndarray]) -> list[np.ndarray]:
+def group_in_place(
+    pieces: Sequence[Fragments], groups: Sequence[np.ndarray]
+) -> list[np.ndarray] | None:
     """Rows of ``pieces`` (from one ``read_dirs``) moved within their array, one slice per group.
 
     ``groups[g]`` lists positions in the pieces' concatenated order (piece after piece, each in
     its ``order``) of the rows of group g, in the order wanted. Returns one view per group; the
-    rows no group lists end up after the last one. The pieces must share one array.
+    rows no group lists end up after the last one. None when the pieces do not share one array.
     """
     buffer = pieces[0].rows.base
     if not isinstance(buffer, np.ndarray) or any(p.rows.base is not buffer for p in pieces):
-        raise ValueError("pieces do not share one read_dirs array")
-    offsets, ordered = [], []
-    for piece in pieces:
-        offsets.append((piece.rows.ctypes.data - buffer.ctypes.data) // buffer.itemsize)
-        ordered.append(piece.order + offsets[-1])
-    positions = np.concatenate(ordered) if ordered else np.zeros(0, np.int64)
+        return None
+    positions = np.concatenate(
+        [p.order + (p.rows.ctypes.data - buffer.ctypes.data) // buffer.itemsize for p in pieces]
+    )
     wanted = [positions[g] for g in groups]
     left_out = np.ones(len(buffer), np.bool_)
     for w in wanted:
