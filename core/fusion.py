@@ -81,6 +81,12 @@ class RecordsToPeaklets(Plugin):
         reach_ns = c["peaklet_gap_threshold"] + c["peak_left_extension"]
         self.quiet_ns = 2 * (reach_ns + c["peak_right_extension"])
         self.piece_rows = PIECE_ROWS
+        # Peaklets looks for hits in the cut records with its own thresholds. Where those are
+        # pulse processing's and all positive, the cut only zeroed samples below every
+        # threshold, so the hits pulse processing cut around are the same hits: kept, not
+        # looked for twice.
+        same = np.array_equal(pulse.thresholds, peaklets.thresholds)
+        self.shares_hits = bool(same and np.all(peaklets.thresholds > 0))
         self.pieces_redone = 0  # pieces redone with the chunk's saturation buffer
 
     @property
@@ -150,10 +156,11 @@ class RecordsToPeaklets(Plugin):
         """records, then peaklets and lone_hits, of rows ``first:stop`` of the chunk."""
         k = self.peaklets
         first, stop, t0, t1 = piece
-        records = hit_records(
+        records, hits = hit_records(
             raw[first:stop],
             counter,
             following_time=int(raw["time"][stop]) if stop < len(raw) else NO_FOLLOWING,
+            keep_hits=self.shares_hits,
             **self.pulse.record_options(),
         )
         made = make_peaklets(
@@ -166,6 +173,7 @@ class RecordsToPeaklets(Plugin):
             k.dtype_of("peaklets"),
             records_owned=True,
             saturation=saturation,
+            hits=hits,
         )
         # Hits point at their record by its index in the chunk's records.
         made["lone_hits"]["record_i"] += first

@@ -118,13 +118,16 @@ def make_peaklets(
     out_dtype: np.dtype[Any],
     records_owned: bool = False,
     saturation: SaturationBuffer | None = None,
+    hits: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """straxen's Peaklets.compute; ``records`` are changed only when ``records_owned``.
 
-    ``saturation`` sets or reports the saturation buffer (see ``SaturationBuffer``).
+    ``saturation`` sets or reports the saturation buffer (see ``SaturationBuffer``). ``hits``
+    are the records' hits at ``thresholds`` in record order, if already found.
     """
     ext = (c["peak_left_extension"], c["peak_right_extension"])
-    hits = find_hits(records, min_amplitude=thresholds)
+    if hits is None:
+        hits = find_hits(records, min_amplitude=thresholds)
     hits = sort_by_time(hits, where=to_pe[hits["channel"]] != 0)
     full = peak_dtype(c["n_tpc_pmts"], store_data_top=True, store_data_start=True)
     peaklets = find_peaks(

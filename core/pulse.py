@@ -286,24 +286,28 @@ def cut_around_hits_in_place(
     min_amplitude: float | np.ndarray | tuple[float, ...],
     left_extension: int = 2,
     right_extension: int = 15,
-) -> None:
+    keep_hits: bool = False,
+) -> np.ndarray | None:
     """strax's ``cut_outside_hits(records, find_hits(records, min_amplitude), ...)``, in place.
 
     Data is zeroed except around the hits, into neighbouring fragments of the same pulse, and
     beyond each record's length (strax's zero_out_of_bounds, which follows the cut in pulse
-    processing). The hits are found again where needed instead of being stored: a hit array
-    is half the size of the records.
+    processing). Without ``keep_hits`` the hits are found again where needed instead of being
+    stored (a chunk's hit array is half the size of its records) and None is returned; with it
+    they are found once, cut around, and returned.
     """
     if not len(records):
-        return
+        return np.zeros(0, dtype=HIT_DTYPE) if keep_hits else None
     amplitude, over_noise = _hit_thresholds(records, min_amplitude, 0)
+    hits = find_hits(records, min_amplitude) if keep_hits else np.zeros(0, dtype=HIT_DTYPE)
     records["reduction_level"] = HITS_ONLY
     previous, following = record_links(records)
     head_to, tail_from = _reach(records, amplitude, over_noise, left_extension, right_extension)
     _cut(
-        records, amplitude, over_noise, (previous, following), (head_to, tail_from),
+        records, amplitude, over_noise, hits, (previous, following), (head_to, tail_from),
         left_extension, right_extension,
     )  # fmt: skip
+    return hits if keep_hits else None
 
 
 @numba.njit(nogil=True, cache=True)
@@ -344,25 +348,37 @@ def _cut(
     records: np.ndarray,
     amplitude: np.ndarray,
     over_noise: np.ndarray,
+    hits: np.ndarray,
     links: tuple[np.ndarray, np.ndarray],
     reach: tuple[np.ndarray, np.ndarray],
     left_extension: int,
     right_extension: int,
 ) -> None:
-    """Keep each record's hit windows and what its neighbours' hits reach; zero the rest."""
+    """Keep each record's hit windows and what its neighbours' hits reach; zero the rest.
+
+    ``hits`` are the records' hits in record order; if there are none, they are looked for here
+    (which finds none where there are none).
+    """
     previous, following = links
     head_to, tail_from = reach
     samples = len(records[0]["data"])
     keep = np.zeros(samples, dtype=np.bool_)
+    h = 0
     for i in range(len(records)):
         r = records[i]
         data, length = r["data"], r["length"]
         keep[:] = False
-        at_least = _threshold(r, amplitude, over_noise)[1]
-        start, end = _next_hit(data, length, at_least, 0)
-        while start < length:
-            keep[max(0, start - left_extension) : min(length, end + right_extension)] = True
-            start, end = _next_hit(data, length, at_least, end)
+        if len(hits):
+            while h < len(hits) and hits[h]["record_i"] == i:
+                start, end = hits[h]["left"], hits[h]["right"]
+                keep[max(0, start - left_extension) : min(length, end + right_extension)] = True
+                h += 1
+        else:
+            at_least = _threshold(r, amplitude, over_noise)[1]
+            start, end = _next_hit(data, length, at_least, 0)
+            while start < length:
+                keep[max(0, start - left_extension) : min(length, end + right_extension)] = True
+                start, end = _next_hit(data, length, at_least, end)
         if previous[i] != NO_RECORD_LINK:
             keep[: head_to[previous[i]]] = True
         if following[i] != NO_RECORD_LINK:

@@ -125,7 +125,7 @@ class PulseProcessing(Plugin):
         )
 
     def record_options(self) -> dict[str, Any]:
-        """The options of ``pulse.hit_records``, from this plugin's configuration."""
+        """The options of ``hit_records``, from this plugin's configuration."""
         c = self.config
         left, right = c["save_outside_hits"]
         return {
@@ -151,7 +151,7 @@ def pulse_processing(
     """straxen PulseProcessing.compute with the software HE veto off (its default)."""
     raw_records = tpc_raw_records(raw_records, n_tpc_pmts, check_raw_record_overlaps)
     counter = PulseCounter(n_tpc_pmts)
-    r = hit_records(
+    r, _ = hit_records(
         raw_records,
         counter,
         hit_min_amplitude=hit_min_amplitude,
@@ -181,16 +181,17 @@ def hit_records(
     save_outside_hits: tuple[int, int] = (3, 20),
     allow_sloppy_chunking: bool = False,
     following_time: int = NO_FOLLOWING,
-) -> np.ndarray:
+    keep_hits: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """records of time-ordered TPC raw_records: baselined, counted (when ``counter`` is given;
-    ``following_time`` as in ``PulseCounter.add``), then zeroed outside the hits."""
+    ``following_time`` as in ``PulseCounter.add``), then zeroed outside the hits; and, with
+    ``keep_hits``, those hits (found before the cut), else None."""
     r = baselined_records(
         raw_records, baseline_samples=baseline_samples, allow_sloppy_chunking=allow_sloppy_chunking
     )
     if counter is not None:
         counter.add(r, following_time)
-    if len(r):
-        left, right = save_outside_hits
-        # In place: r is this call's own array, and a copy would double the chunk's memory.
-        cut_around_hits_in_place(r, hit_min_amplitude, left_extension=left, right_extension=right)
-    return r
+    left, right = save_outside_hits
+    # In place: r is this call's own array, and a copy would double the chunk's memory.
+    hits = cut_around_hits_in_place(r, hit_min_amplitude, left, right, keep_hits=keep_hits)
+    return r, hits

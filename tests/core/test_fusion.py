@@ -49,11 +49,26 @@ def windows() -> list[tuple[np.ndarray, int, int]]:
 
 
 class TestRecordsToPeaklets:
+    @pytest.mark.parametrize(
+        ("pulse_thresholds", "peaklet_thresholds", "shared"),
+        [
+            (15, 15, True),
+            (15, 20, False),  # peaklets' own thresholds: its hits are looked for again
+            ([0, *[15] * 493], [0, *[15] * 493], False),  # zeroed samples reach threshold 0
+        ],
+    )
     def test_pieces_give_the_whole_chunk_result(
-        self, windows: list[tuple[np.ndarray, int, int]]
+        self,
+        windows: list[tuple[np.ndarray, int, int]],
+        pulse_thresholds: Any,
+        peaklet_thresholds: Any,
+        shared: bool,
     ) -> None:
-        """Any piece size: peaklets, lone_hits and pulse_counts equal the two plugins' output."""
-        pulse, peaklets = PulseProcessing(), Peaklets({"gain_model": TO_PE.tolist()})
+        """Any piece size, hits kept from the cut or not: peaklets, lone_hits and pulse_counts
+        equal the two plugins' output."""
+        pulse = PulseProcessing({"hit_min_amplitude": pulse_thresholds})
+        peaklets = Peaklets({"gain_model": TO_PE.tolist(), "hit_min_amplitude": peaklet_thresholds})
+        assert RecordsToPeaklets(pulse, peaklets).shares_hits == shared
         redone = pieces_seen = 0
         for raw, start, end in windows:
             whole = pulse.compute(0, start, end, raw_records=raw)

@@ -99,6 +99,28 @@ class TestAgainstStrax:
         )
         np.testing.assert_array_equal(cut, their_cut)
 
+    @settings(max_examples=80, deadline=None)
+    @given(
+        raw=raw_records(),
+        thresholds=st.lists(st.integers(1, 40), min_size=6, max_size=6),
+        extensions=st.sampled_from([(3, 20), (0, 0), (150, 230)]),
+    )
+    def test_cut_keeping_its_hits(
+        self, raw: np.ndarray, thresholds: list[int], extensions: tuple[int, int]
+    ) -> None:
+        """Cutting around hits kept: the same records as cutting without, and (thresholds
+        positive) the kept hits are those found again in the cut records."""
+        records = _our_records(raw)
+        cut = records.copy()
+        assert pulse.cut_around_hits_in_place(cut, np.array(thresholds, float), *extensions) is None
+        kept = pulse.cut_around_hits_in_place(
+            records, np.array(thresholds, float), *extensions, keep_hits=True
+        )
+        assert records.tobytes() == cut.tobytes()
+        assert kept is not None
+        again = pulse.find_hits(cut, np.array(thresholds, float))
+        assert kept.tobytes() == again.tobytes()
+
     @settings(max_examples=40, deadline=None)
     @given(
         raw=raw_records(),
