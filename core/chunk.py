@@ -129,9 +129,10 @@ _MAX_ROW_MOVES = 16
 _CHANNEL_BITS = 16
 # Rows far from order (at least one in this many out of place; hits in record order are about
 # one in five) and this many rows or more are sorted by radix: numpy's sort is faster on rows
-# nearly in order, where it merges long runs, and on few rows.
+# nearly in order, where it merges long runs, and on a few hundred rows. Measured on hits of a
+# 60 s run: from 4000 rows on the radix takes 25-30 ns a row, numpy's stable sort 47-50.
 _RADIX_MIN_DISORDER = 16
-_RADIX_MIN_ROWS = 1 << 16
+_RADIX_MIN_ROWS = 1 << 12
 
 
 def _time_channel_order(time: np.ndarray, channel: np.ndarray, descents: int) -> np.ndarray | None:
