@@ -24,27 +24,35 @@ HITS_ONLY = 2  # strax ReductionLevel.HITS_ONLY
 
 
 @numba.njit(nogil=True, cache=True)
-def _check_overlaps(records: np.ndarray, last_end: np.ndarray) -> int:
+def _check_overlaps(records: np.ndarray, last_end: np.ndarray) -> tuple[int, bool, Any]:
+    """(first bad row or -1, whether its channel is out of range, highest channel seen)."""
+    top = np.int64(-1)
     for i in range(len(records)):
         ch = records[i]["channel"]
+        if ch < 0 or ch >= len(last_end):
+            return i, True, top
+        if ch > top:
+            top = np.int64(ch)
         if records[i]["time"] < last_end[ch]:
-            return i
+            return i, False, top
         last_end[ch] = records[i]["time"] + records[i]["length"] * records[i]["dt"]
-    return -1
+    return -1, False, top
 
 
-def check_overlaps(raw_records: np.ndarray, n_channels: int = 3000) -> None:
-    """Raise BadInput if a pulse starts before the previous one in its channel ended."""
-    if len(raw_records) and int(raw_records["channel"].max()) >= n_channels:
-        raise BadInput(f"channel {int(raw_records['channel'].max())} beyond {n_channels} channels")
+def check_overlaps(raw_records: np.ndarray, n_channels: int = 3000) -> int:
+    """Raise BadInput if a pulse starts before the previous one in its channel ended, or a
+    channel is outside [0, n_channels); the highest channel (-1 without rows) otherwise."""
     last_end = np.zeros(n_channels, dtype=np.int64)
-    i = _check_overlaps(raw_records, last_end)
-    if i >= 0:
-        r = raw_records[i]
-        raise BadInput(
-            f"channel {int(r['channel'])}: a pulse starts at {int(r['time'])} ns, before the "
-            f"previous pulse in that channel ended ({int(last_end[r['channel']])} ns)"
-        )
+    i, bad_channel, top = _check_overlaps(raw_records, last_end)
+    if i < 0:
+        return int(top)
+    r = raw_records[i]
+    if bad_channel:
+        raise BadInput(f"channel {int(r['channel'])} is outside the {n_channels} channels")
+    raise BadInput(
+        f"channel {int(r['channel'])}: a pulse starts at {int(r['time'])} ns, before the "
+        f"previous pulse in that channel ended ({int(last_end[r['channel']])} ns)"
+    )
 
 
 # The fields _baselined writes: all of record_dtype's.
@@ -176,7 +184,11 @@ def find_hits(
     """Hits: maximal runs of samples at or above threshold within one record, in record order."""
     if not len(records):
         return np.zeros(0, dtype=HIT_DTYPE)
-    amplitude, over_noise = _hit_thresholds(records, min_amplitude, min_height_over_noise)
+    return _find_hits(records, *_hit_thresholds(records, min_amplitude, min_height_over_noise))
+
+
+def _find_hits(records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray) -> np.ndarray:
+    """``find_hits`` with the thresholds resolved per channel."""
     hits = np.zeros(_count_hits(records, amplitude, over_noise), dtype=HIT_DTYPE)
     _fill_hits(records, amplitude, over_noise, hits)
     return hits
@@ -193,13 +205,15 @@ def _hit_thresholds(
         for v in (min_amplitude, min_height_over_noise)
         if isinstance(v, (tuple, list, np.ndarray))
     ]
-    n_channels = len(per_channel[0]) if per_channel else int(records["channel"].max()) + 1
+    # One pass over the channel field (a strided read of every record: not free).
+    top_channel = int(records["channel"].max())
+    n_channels = len(per_channel[0]) if per_channel else top_channel + 1
     amplitude = _thresholds(min_amplitude, n_channels)
     over_noise = _thresholds(min_height_over_noise, n_channels)
-    if int(records["channel"].max()) >= min(len(amplitude), len(over_noise)):
+    if top_channel >= min(len(amplitude), len(over_noise)):
         raise BadInput(
             f"hit thresholds given for {len(amplitude)} channels, but records have "
-            f"channel {int(records['channel'].max())}"
+            f"channel {top_channel}"
         )
     return amplitude, over_noise
 
@@ -299,7 +313,9 @@ def cut_around_hits_in_place(
     if not len(records):
         return np.zeros(0, dtype=HIT_DTYPE) if keep_hits else None
     amplitude, over_noise = _hit_thresholds(records, min_amplitude, 0)
-    hits = find_hits(records, min_amplitude) if keep_hits else np.zeros(0, dtype=HIT_DTYPE)
+    hits = np.zeros(0, dtype=HIT_DTYPE)
+    if keep_hits:
+        hits = _find_hits(records, amplitude, over_noise)
     records["reduction_level"] = HITS_ONLY
     previous, following = record_links(records)
     head_to, tail_from = _reach(records, amplitude, over_noise, left_extension, right_extension)

@@ -152,6 +152,18 @@ class TestBadInput:
         with pytest.raises(BadInput, match="channel 7: a pulse starts at 500 ns.*1100 ns"):
             pulse.check_overlaps(raw)
 
+    def test_channel_out_of_range(self) -> None:
+        """A channel outside the overlap check's range is named, not indexed."""
+        raw = np.zeros(2, raw_record_dtype())
+        raw["time"], raw["length"], raw["dt"], raw["channel"] = [0, 5000], 110, 10, [7, 3000]
+        with pytest.raises(BadInput, match="channel 3000 is outside the 3000 channels"):
+            pulse.check_overlaps(raw)
+        raw["channel"][1] = -2
+        with pytest.raises(BadInput, match="channel -2 is outside"):
+            pulse.check_overlaps(raw)
+        raw["channel"][1] = 9
+        assert pulse.check_overlaps(raw) == 9
+
     def test_missing_first_fragment(self) -> None:
         """A continuation fragment without its first fragment cannot be baselined."""
         raw = np.zeros(1, raw_record_dtype())
