@@ -19,8 +19,9 @@ import numpy as np
 from straxd.core.chunk import DEFAULT_CHUNK_SPLIT_NS, NO_END_BEFORE, Chunk, endtime, gap_starts
 from straxd.core.chunk_stream import ChunkStream
 from straxd.core.lineage import DataKey
-from straxd.core.storage import STRAX_METADATA_KEYS, ChunkWriter
+from straxd.core.storage import ChunkWriter
 from straxd.core.storage_read import StoredData, open_data
+from straxd.core.strax_files import STRAX_METADATA_KEYS
 
 # blosc cannot compress buffers over 2 GB; targets for it stay below.
 BLOSC_MAX_TARGET_MB = 1500.0

@@ -7,13 +7,13 @@ followed. ``close()`` adds ``writing_ended`` and renames the folder; a failed wr
 ``exception`` and stays in ``_temp``, so a broken output never takes the final name (strax itself
 renames broken output; we keep the final name for data that is whole).
 
-Every file goes through ``<name>_temp`` and a rename, with an fsync in between by default, so a
-crash leaves either the old file or the new one. The metadata keys are exactly strax's.
+Every file goes through ``<name>_temp`` and a rename (``strax_files``), with an fsync in between
+by default, so a crash leaves either the old file or the new one. The metadata keys are exactly
+strax's.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -25,70 +25,25 @@ from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
-from bson import json_util
 
 from straxd.core.chunk import Chunk, endtime
 from straxd.core.chunk_stream import TEMP_SUFFIX, ChunkStream
 from straxd.core.compress import compress_array, get_codec
 from straxd.core.dtypes import remove_titles
 from straxd.core.errors import BadInput, ChunkError, OutputExists, StraxdError
-from straxd.core.lineage import DataKey, check_run_id
+from straxd.core.lineage import DataKey
+from straxd.core.strax_files import (
+    STRAX_FORMAT_VERSION,
+    STRAX_METADATA_KEYS,
+    dump_metadata,
+    fsync_dir,
+    metadata_filename,
+    write_atomic,
+)
 
-# The strax version we write as; strax only refuses data older than 0.9.0, and naming the
-# version whose format we reproduce lets any strax tool treat our folders as its own.
-STRAX_FORMAT_VERSION = "2.2.3"
 # Chunks from this size on are compressed into their file piece by piece (ChunkWriter.write).
 STREAM_FROM_BYTES = 32 * 2**20
 Overwrite = Literal["never", "if_broken", "always"]
-STRAX_METADATA_KEYS = frozenset(
-    {
-        "run_id",
-        "data_type",
-        "data_kind",
-        "dtype",
-        "lineage",
-        "lineage_hash",
-        "compressor",
-        "chunk_target_size_mb",
-        "strax_version",
-        "writing_started",
-        "writing_ended",
-        "chunks",
-        "start",
-        "end",
-        "exception",
-    }
-)
-
-
-def metadata_filename(dirname: str) -> str:
-    """``<data_type>-<hash>-metadata.json`` for folder ``<run_id>-<data_type>-<hash>``."""
-    return f"{dirname.removesuffix(TEMP_SUFFIX).split('-', 1)[1]}-metadata.json"
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in ``path`` durable."""
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def write_atomic(path: Path, payload: bytes, fsync: bool = True) -> None:
-    """Write ``path`` through ``<path>_temp`` and a rename, so readers never see half a file."""
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    with temp.open("wb") as handle:
-        handle.write(payload)
-        if fsync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
-def dump_metadata(metadata: dict[str, Any]) -> bytes:
-    """The metadata JSON exactly as strax formats it."""
-    return json.dumps(metadata, sort_keys=True, indent=4).encode()
 
 
 @dataclass(frozen=True)
@@ -386,24 +341,3 @@ class ChunkWriter:
     ) -> None:
         if not self.closed:
             self.close(exc)
-
-
-def run_metadata_path(root: Path | str, run_id: str) -> Path:
-    """``<root>/<run_id>-metadata.json``."""
-    return Path(root) / f"{check_run_id(run_id)}-metadata.json"
-
-
-def write_run_metadata(
-    root: Path | str, run_id: str, metadata: dict[str, Any], fsync: bool = True
-) -> Path:
-    """Write run-level metadata as strax's ``DataDirectory.write_run_metadata``, atomically.
-
-    Datetimes and other BSON types are written as MongoDB extended JSON, as strax does, so strax
-    reads them back as datetimes. ``name`` defaults to the run id.
-    """
-    path = run_metadata_path(root, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"name": run_id, **metadata}
-    payload = json.dumps(document, sort_keys=True, indent=4, default=json_util.default)
-    write_atomic(path, payload.encode(), fsync)
-    return path

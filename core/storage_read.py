@@ -23,7 +23,7 @@ from straxd.core.chunk import Chunk, endtime
 from straxd.core.chunk_stream import TEMP_SUFFIX
 from straxd.core.compress import decompress_file_into, decompress_file_rows, get_codec
 from straxd.core.errors import BadInput, ChunkError, DataCorrupted, DataNotAvailable
-from straxd.core.storage import metadata_filename, run_metadata_path
+from straxd.core.strax_files import metadata_filename, run_metadata_path
 
 REQUIRED_KEYS = ("run_id", "data_type", "data_kind", "dtype", "compressor")
 REQUIRED_CHUNK_KEYS = ("n", "start", "end", "run_id")

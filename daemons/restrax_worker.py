@@ -24,7 +24,7 @@ from straxd.core.errors import StraxdError
 from straxd.core.faults import fault_point
 from straxd.core.memory import peak_rss_mb
 from straxd.core.recompress import recompress
-from straxd.core.storage import write_atomic
+from straxd.core.strax_files import write_atomic
 from straxd.core.verify import deep_compare, quick_check
 
 

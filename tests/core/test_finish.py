@@ -25,7 +25,8 @@ from straxd.core.finish import (
 )
 from straxd.core.lineage import DataKey
 from straxd.core.redax import LiveDataWriter, ReaderLayout
-from straxd.core.storage import ChunkWriter, metadata_filename
+from straxd.core.storage import ChunkWriter
+from straxd.core.strax_files import metadata_filename
 
 RUN = "000001"
 T0_NS = 1_700_000_000 * 10**9

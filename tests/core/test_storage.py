@@ -19,8 +19,9 @@ import strax
 from straxd.core.chunk import Chunk
 from straxd.core.errors import BadInput, ChunkError, OutputExists, StraxdError
 from straxd.core.lineage import DataKey
-from straxd.core.storage import ChunkWriter, metadata_filename
+from straxd.core.storage import ChunkWriter
 from straxd.core.storage_read import Status, find, open_data, status_of
+from straxd.core.strax_files import metadata_filename
 
 COMPRESSORS = ("zstd", "lz4", "bz2", "blosc")
 RUN = "000042"

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from straxd.core.chunk import Chunk
 from straxd.core.dtypes import raw_record_dtype, remove_titles
 from straxd.core.lineage import DataKey
-from straxd.core.storage import STRAX_METADATA_KEYS
 from straxd.core.storage_read import Status, find, open_data
+from straxd.core.strax_files import STRAX_METADATA_KEYS
 from tests.core.test_storage import (
     COMPRESSORS,
     RUN,

@@ -13,8 +13,8 @@ import strax
 
 from straxd.core.errors import BadInput, ChunkError, DataCorrupted, DataNotAvailable
 from straxd.core.lineage import DataKey
-from straxd.core.storage import write_run_metadata
 from straxd.core.storage_read import Status, find, open_data, read_run_metadata, status_of
+from straxd.core.strax_files import write_run_metadata
 from tests.core.test_storage import (
     COMPRESSORS,
     KEY,

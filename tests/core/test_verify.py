@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from straxd.core.recompress import recompress
-from straxd.core.storage import metadata_filename
+from straxd.core.strax_files import metadata_filename
 from straxd.core.verify import VerifyFailed, deep_compare, quick_check
 from tests.core.test_recompress import source_folder
 
