@@ -26,11 +26,10 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from straxd.core.chunk import Chunk
-from straxd.core.dtypes import merged_dtype
-from straxd.core.errors import BadInput, ChunkError, ConfigInvalid
+from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.fusion import fuse
 from straxd.core.inflight import InflightBytes
-from straxd.core.pipeline_inputs import InputAligner, OverlapWindow
+from straxd.core.pipeline_inputs import InputAligner, OverlapWindow, common_range, merge_by_kind
 from straxd.core.plugin import Plugin, Registry, SaveWhen, SourcePlugin
 
 QUEUE_DEPTH = 2
@@ -296,7 +295,7 @@ class Pipeline:
         window = OverlapWindow(plugin) if plugin.window_ns is not None else None
         chunk_i = 0
         while (inputs := await aligner.next()) is not None:
-            by_kind = _merge_by_kind(plugin, inputs, self.registry)
+            by_kind = merge_by_kind(plugin, inputs, self.registry)
             del inputs
             if window is not None:
                 result = await window.step(by_kind, self._call_compute, chunk_i)
@@ -314,7 +313,7 @@ class Pipeline:
     async def _call_compute(
         self, plugin: Plugin, chunk_i: int, by_kind: Mapping[str, Chunk]
     ) -> dict[str, Chunk]:
-        start, end = _common_range(plugin, by_kind)
+        start, end = common_range(plugin, by_kind)
         arrays = {kind: chunk.data for kind, chunk in by_kind.items()}
         raw = await self.run_in_pool(plugin.compute, chunk_i, start, end, **arrays)
         return self._wrap(plugin, raw, start, end)
@@ -353,52 +352,3 @@ def _cast(plugin: Plugin, data_type: str, data: np.ndarray, expected: np.dtype[A
             f"declared {expected.names}"
         )
     return data.astype(expected)
-
-
-def _common_range(plugin: Plugin, by_kind: Mapping[str, Chunk]) -> tuple[int, int]:
-    ranges = {(c.start, c.end) for c in by_kind.values()}
-    if len(ranges) != 1:
-        raise ChunkError(f"{plugin.name} got inputs with different ranges: {sorted(ranges)}")
-    (common,) = ranges
-    return common
-
-
-def _merge_by_kind(
-    plugin: Plugin, inputs: Mapping[str, Chunk], registry: Registry
-) -> dict[str, Chunk]:
-    """Join the inputs of one data kind column-wise, as strax's ``Chunk.merge``."""
-    kinds: dict[str, list[Chunk]] = {}
-    for data_type in plugin.depends_on:
-        kind = registry.provider(data_type).kind_of(data_type)
-        kinds.setdefault(kind, []).append(inputs[data_type])
-    return {kind: merge_chunks(chunks) for kind, chunks in kinds.items()}
-
-
-def merge_chunks(chunks: Sequence[Chunk]) -> Chunk:
-    """Column-wise union of same-kind chunks with identical ranges and lengths (last wins)."""
-    if len(chunks) == 1:
-        return chunks[0]
-    first = chunks[0]
-    for other in chunks[1:]:
-        if (other.start, other.end, len(other)) != (first.start, first.end, len(first)):
-            raise ChunkError(
-                f"cannot merge {first.data_type} and {other.data_type}: ranges or lengths differ"
-            )
-    # As strax's Chunk.merge: on a field-name clash the chunk later in depends_on wins; the
-    # field order is that of the dtypes sorted by data type name.
-    columns: dict[str, np.ndarray] = {}
-    for chunk in chunks:
-        for name in chunk.data.dtype.names or ():
-            columns[name] = chunk.data[name]
-    by_name = sorted(chunks, key=lambda c: c.data_type)
-    merged = np.empty(len(first), dtype=merged_dtype([c.data.dtype for c in by_name]))
-    for name, column in columns.items():
-        merged[name] = column
-    return Chunk(
-        data_type="+".join(c.data_type for c in chunks),
-        data_kind=first.data_kind,
-        run_id=first.run_id,
-        start=first.start,
-        end=first.end,
-        data=merged,
-    )

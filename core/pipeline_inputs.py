@@ -5,20 +5,24 @@ upstream shifts them). ``InputAligner`` hands out pieces of every input covering
 [start, end): the slowest input sets the pace and the others are split there, early if a row
 straddles the split, exactly as strax's ``Plugin.iter`` does. ``OverlapWindow`` gives a plugin
 the context it needs around each chunk and holds back results that later data could change, as
-strax's ``OverlapWindowPlugin``.
+strax's ``OverlapWindowPlugin``. Inputs of one data kind are then joined column-wise
+(``merge_by_kind``), as strax's ``Chunk.merge``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from straxd.core.chunk import Chunk
+from straxd.core.dtypes import merged_dtype
 from straxd.core.errors import ChunkError
 
 if TYPE_CHECKING:
-    from straxd.core.plugin import Plugin
+    from straxd.core.plugin import Plugin, Registry
 
 # Early splits can cascade between inputs; strax gives up after ten passes too.
 _MAX_ALIGN_PASSES = 10
@@ -176,3 +180,53 @@ class OverlapWindow:
             return None
         tail, self.cached_result = self.cached_result, None
         return {self.output: tail}
+
+
+def common_range(plugin: Plugin, by_kind: Mapping[str, Chunk]) -> tuple[int, int]:
+    """The one [start, end) of a plugin's inputs, which must all share it."""
+    ranges = {(c.start, c.end) for c in by_kind.values()}
+    if len(ranges) != 1:
+        raise ChunkError(f"{plugin.name} got inputs with different ranges: {sorted(ranges)}")
+    (common,) = ranges
+    return common
+
+
+def merge_by_kind(
+    plugin: Plugin, inputs: Mapping[str, Chunk], registry: Registry
+) -> dict[str, Chunk]:
+    """Join the inputs of one data kind column-wise, as strax's ``Chunk.merge``."""
+    kinds: dict[str, list[Chunk]] = {}
+    for data_type in plugin.depends_on:
+        kind = registry.provider(data_type).kind_of(data_type)
+        kinds.setdefault(kind, []).append(inputs[data_type])
+    return {kind: merge_chunks(chunks) for kind, chunks in kinds.items()}
+
+
+def merge_chunks(chunks: Sequence[Chunk]) -> Chunk:
+    """Column-wise union of same-kind chunks with identical ranges and lengths (last wins)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    first = chunks[0]
+    for other in chunks[1:]:
+        if (other.start, other.end, len(other)) != (first.start, first.end, len(first)):
+            raise ChunkError(
+                f"cannot merge {first.data_type} and {other.data_type}: ranges or lengths differ"
+            )
+    # As strax's Chunk.merge: on a field-name clash the chunk later in depends_on wins; the
+    # field order is that of the dtypes sorted by data type name.
+    columns: dict[str, np.ndarray] = {}
+    for chunk in chunks:
+        for name in chunk.data.dtype.names or ():
+            columns[name] = chunk.data[name]
+    by_name = sorted(chunks, key=lambda c: c.data_type)
+    merged = np.empty(len(first), dtype=merged_dtype([c.data.dtype for c in by_name]))
+    for name, column in columns.items():
+        merged[name] = column
+    return Chunk(
+        data_type="+".join(c.data_type for c in chunks),
+        data_kind=first.data_kind,
+        run_id=first.run_id,
+        start=first.start,
+        end=first.end,
+        data=merged,
+    )

@@ -16,7 +16,8 @@ from straxd.core.filestore import FileStore
 from straxd.core.merged_s2s import MergedS2s, merge_s2s
 from straxd.core.peak_basics import PeakBasics, Peaks, make_peak_basics, make_peaks
 from straxd.core.peaklets_plugin import Peaklets
-from straxd.core.pipeline import Pipeline, merge_chunks
+from straxd.core.pipeline import Pipeline
+from straxd.core.pipeline_inputs import merge_chunks
 from straxd.core.plugin import Option, Registry, RunInPool, SourcePlugin
 from straxd.core.records import pulse_processing
 from straxd.core.storage_read import find

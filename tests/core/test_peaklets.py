@@ -17,7 +17,7 @@ from straxd.core.errors import ConfigInvalid
 from straxd.core.merged_s2s import MergedS2s, merge_s2s
 from straxd.core.peak_basics import make_peak_basics, make_peaks
 from straxd.core.peaklets_plugin import Peaklets
-from straxd.core.pipeline import merge_chunks
+from straxd.core.pipeline_inputs import merge_chunks
 from straxd.core.records import pulse_processing
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal, run_straxen_script

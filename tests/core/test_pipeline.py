@@ -278,7 +278,7 @@ class TestInflightLimit:
 class TestMerge:
     def test_merge_follows_strax_rules(self) -> None:
         """Later inputs (depends_on order) win a clash; field order follows type names."""
-        from straxd.core.pipeline import merge_chunks
+        from straxd.core.pipeline_inputs import merge_chunks
 
         a = np.zeros(
             2, [("time", np.int64), ("endtime", np.int64), ("type", np.int8), ("x", np.float32)]
