@@ -133,6 +133,9 @@ def report(ours: dict[int, dict[str, Any]], theirs: dict[str, float], rate_mbs: 
         f"whole process, 60 s run: straxd {wall60:.1f} s vs straxen first pass "
         f"{theirs['first_s']:.1f} s -> {theirs['first_s'] / wall60:.1f}x"
     )
+    cpu_s = ours[60]["cpu_s"]  # most first
+    top = ", ".join(f"{step} {seconds:.1f}" for step, seconds in list(cpu_s.items())[:6])
+    print(f"straxd 60 s run, worker CPU s: {top} (all steps {sum(cpu_s.values()):.1f})")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ class PipelineReport:
     targets: tuple[str, ...]
     types: dict[str, TypeReport] = field(default_factory=dict)
     wall_s: float = 0.0
+    # CPU seconds the worker threads spent per step: a plugin's name for its computing (a
+    # source's: reading), "save <data_type>" for compressing and writing that type.
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,13 +235,25 @@ class Pipeline:
 
     async def run_in_pool(self, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run ``func`` in the executor, keeping the caller's log context (run_id...)."""
+        return await self._run_step(None, func, *args, **kwargs)
+
+    async def _run_step(
+        self, step: str | None, func: Callable[..., _T], *args: Any, **kwargs: Any
+    ) -> _T:
+        """``run_in_pool``, adding the thread's CPU time to ``report.cpu_s[step]`` if named."""
         context = contextvars.copy_context()
-        call = functools.partial(context.run, func, *args, **kwargs)
+        call = functools.partial(context.run, _with_thread_cpu, func, *args, **kwargs)
         self._pool_calls += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+            done: tuple[_T, float] = await asyncio.get_running_loop().run_in_executor(
+                self.executor, call
+            )
         finally:
             self._pool_calls -= 1
+        result, cpu_s = done
+        if step is not None:
+            self.report.cpu_s[step] = self.report.cpu_s.get(step, 0.0) + cpu_s
+        return result
 
     async def _wait_for_room(self) -> None:
         """Hold a source back while earlier chunks' large arrays are still in flight."""
@@ -256,7 +271,8 @@ class Pipeline:
     async def _save(self, sink: ChunkSink, queue: asyncio.Queue[Chunk | None]) -> None:
         try:
             while (chunk := await queue.get()) is not None:
-                write = asyncio.ensure_future(self.run_in_pool(sink.write, chunk))
+                step = f"save {chunk.data_type}"
+                write = asyncio.ensure_future(self._run_step(step, sink.write, chunk))
                 # Hold no reference while waiting for the next chunk (see _wait_for_room).
                 del chunk
                 try:
@@ -287,7 +303,7 @@ class Pipeline:
 
     def _outputs(self, plugin: Plugin) -> AsyncIterator[dict[str, Chunk]]:
         if isinstance(plugin, SourcePlugin):
-            return plugin.stream(self.run_in_pool)
+            return plugin.stream(functools.partial(self._run_step, plugin.name))
         return self._computed(plugin)
 
     async def _computed(self, plugin: Plugin) -> AsyncIterator[dict[str, Chunk]]:
@@ -315,7 +331,7 @@ class Pipeline:
     ) -> dict[str, Chunk]:
         start, end = common_range(plugin, by_kind)
         arrays = {kind: chunk.data for kind, chunk in by_kind.items()}
-        raw = await self.run_in_pool(plugin.compute, chunk_i, start, end, **arrays)
+        raw = await self._run_step(plugin.name, plugin.compute, chunk_i, start, end, **arrays)
         return self._wrap(plugin, raw, start, end)
 
     def _wrap(self, plugin: Plugin, raw: Any, start: int, end: int) -> dict[str, Chunk]:
@@ -342,6 +358,12 @@ class Pipeline:
             # Followed before the inputs are dropped, so the source never sees a gap.
             self._inflight.follow(chunks[data_type])
         return chunks
+
+
+def _with_thread_cpu(func: Callable[..., _T], *args: Any, **kwargs: Any) -> tuple[_T, float]:
+    """``func``'s result and the CPU seconds this thread spent in it."""
+    started = time.thread_time()
+    return func(*args, **kwargs), time.thread_time() - started
 
 
 def _cast(plugin: Plugin, data_type: str, data: np.ndarray, expected: np.dtype[Any]) -> np.ndarray:

@@ -176,13 +176,18 @@ class Progress:
 
 
 def summary(report: PipelineReport) -> dict[str, Any]:
-    """Rows, MB and rate per type, wall time and peak memory."""
+    """Rows, MB and rate per type, wall time, peak memory, and CPU seconds per step (most
+    first)."""
     raw_mb = sum(t.nbytes for n, t in report.types.items() if n.startswith("raw_records")) / 1e6
     return {
         "run_id": report.run_id,
         "wall_s": round(report.wall_s, 2),
         "raw_mbs": round(raw_mb / max(report.wall_s, 1e-9), 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "cpu_s": {
+            step: round(cpu_s, 2)
+            for step, cpu_s in sorted(report.cpu_s.items(), key=lambda item: -item[1])
+        },
         "types": {
             n: {
                 "rows": t.rows,

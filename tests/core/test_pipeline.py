@@ -61,7 +61,8 @@ class Pulses(SourcePlugin):
         return PULSE
 
     async def stream(self, run_in_pool: RunInPool) -> AsyncIterator[dict[str, Chunk]]:
-        for i, data in enumerate(make_pulses(self.config["n_chunks"])):
+        # Made in the pool, as real sources read their data there.
+        for i, data in enumerate(await run_in_pool(make_pulses, self.config["n_chunks"])):
             if i == self.config["fail_at"]:
                 raise ChunkError(f"bad chunk {i}")
             yield {"pulses": Chunk("pulses", "pulses", RUN, i * CHUNK_NS, (i + 1) * CHUNK_NS, data)}
@@ -149,6 +150,13 @@ class TestPipeline:
         report = pipeline.report.types
         assert report["pulses"].rows == len(pulses)
         assert report["groups"].saved and report["groups"].rows == len(groups)
+        # CPU seconds for every plugin that ran and every type saved, none more than the wall
+        # time of the two worker threads.
+        cpu_s = pipeline.report.cpu_s
+        saves = {f"save {data_type}" for data_type in ("pulses", "doubled", "groups")}
+        assert set(cpu_s) == {p.name for p in pipeline.plan.compute} | saves
+        assert all(v >= 0 for v in cpu_s.values())
+        assert sum(cpu_s.values()) <= 2 * pipeline.report.wall_s
 
     async def test_explicit_type_not_saved_unless_target(self, tmp_path: Path) -> None:
         """An EXPLICIT type computed on the way is not written."""
@@ -208,6 +216,7 @@ class TestPipeline:
         assert second.report.types["doubled"].origin == "loaded"
         assert second.report.types["pulses"].origin == "loaded"
         assert second.report.types["groups"].origin == "computed"
+        assert set(second.report.cpu_s) == {Groups().name, "save groups"}
         registry = _registry()
         with ThreadPoolExecutor(1) as pool:
             assert Pipeline(registry, store, RUN, ["groups"], pool).nothing_to_do
