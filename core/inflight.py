@@ -109,7 +109,7 @@ class InflightBytes:
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 HEAP_THRESHOLD_BYTES = 4 * 2**20
-HEAP_TRIM_BYTES = 64 * 2**20
+HEAP_TRIM_BYTES = 16 * 2**20
 
 
 def limit_heap_retention(
@@ -127,8 +127,9 @@ def limit_heap_retention(
 
     The heap, holding only blocks below ``threshold_bytes``, is trimmed once ``trim_bytes`` are
     free at its top: trimmed at 4 MB, the arrays of each piece of a chunk (a few MB together)
-    were fresh pages again for the next piece (60 s run: 411 k page faults, 5.1 s in the kernel;
-    with 64 MB: 176 k and 3.4 s, peak RSS +10 MB).
+    were fresh pages again for the next piece (60 s run: 332 k page faults; at 16 MB: 173-205 k).
+    32 and 64 MB faulted no less and raised the peak RSS of 240 s runs (16 MB: 470-472 MB,
+    4 MB: 465-477, 32 MB: 471-497).
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
