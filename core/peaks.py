@@ -15,7 +15,10 @@ from straxd.core.dtypes import DIGITAL_SUM_WAVEFORM_CHANNEL, peak_dtype
 from straxd.core.errors import BadInput
 
 _FAR_AWAY = np.iinfo(np.int64).max
-# find_peaks fills its output in batches of this many peaks.
+# find_peaks fills its output in batches, the first of this many peaks, each next one twice as
+# large up to _PEAK_BATCH. A piece of a chunk has about a hundred peaks, and a first batch of 10k
+# (50 MB with the waveforms) would be fresh memory for the kernel to map and clear every call.
+_FIRST_PEAK_BATCH = 256
 _PEAK_BATCH = 10_000
 
 
@@ -45,8 +48,9 @@ def find_peaks(
     pieces = []
     start_hit = 0
     to_pe = np.asarray(adc_to_pe, dtype=np.float64)
+    batch = min(_FIRST_PEAK_BATCH, _PEAK_BATCH)
     while start_hit < len(hits):
-        buffer = np.zeros(_PEAK_BATCH, dtype=dtype)
+        buffer = np.zeros(batch, dtype=dtype)
         n, start_hit = _find_peaks(
             hits,
             to_pe,
@@ -60,6 +64,7 @@ def find_peaks(
             start_hit,
         )
         pieces.append(buffer[:n])
+        batch = min(2 * batch, _PEAK_BATCH)
     return np.concatenate(pieces)
 
 

@@ -67,13 +67,20 @@ class TestFindPeaks:
         assert len(ours) > 10
         assert_struct_equal(ours, theirs)
 
+    @pytest.mark.parametrize(("first", "most"), [(3, 3), (1, 5)])
     def test_batches_join_seamlessly(
-        self, data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+        self,
+        data: tuple[np.ndarray, np.ndarray],
+        monkeypatch: pytest.MonkeyPatch,
+        first: int,
+        most: int,
     ) -> None:
-        """With a tiny output batch the peaks are the same as with one batch."""
+        """With tiny output batches, fixed or growing, the peaks are those of one batch."""
         _, hits = data
         whole = peaks.find_peaks(hits, TO_PE, 700, 30, 200)
-        monkeypatch.setattr(peaks, "_PEAK_BATCH", 3)
+        assert len(whole) > 2 * most
+        monkeypatch.setattr(peaks, "_FIRST_PEAK_BATCH", first)
+        monkeypatch.setattr(peaks, "_PEAK_BATCH", most)
         assert_struct_equal(peaks.find_peaks(hits, TO_PE, 700, 30, 200), whole)
 
 
