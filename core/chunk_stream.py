@@ -20,7 +20,7 @@ from straxd.core.errors import BadInput, StraxdError
 
 TEMP_SUFFIX = "_temp"
 # Bytes handed to the encoder per call: bounds the compressed output held at once. Below the
-# heap's mmap threshold (``inflight.HEAP_THRESHOLD_BYTES``) each output reuses heap memory:
+# heap's mmap threshold (``memory.HEAP_THRESHOLD_BYTES``) each output reuses heap memory:
 # with 16 MB pieces every lz4 output was a fresh mapping (71 k page faults in a 60 s run's
 # raw_records, 4.3 s of compressing; 1 MB pieces: none, 3.3 s).
 ENCODE_PIECE_BYTES = 2**20

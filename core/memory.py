@@ -1,7 +1,9 @@
-"""Resident memory of processes, from /proc (Linux), for logs, heartbeats and run documents."""
+"""Memory of the processing processes: glibc's malloc settings, and resident memory from /proc
+(Linux) for logs, heartbeats and run documents."""
 
 from __future__ import annotations
 
+import ctypes
 import resource
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,3 +53,38 @@ def with_malloc_tunables(env: Mapping[str, str]) -> dict[str, str]:
         if not any(t.startswith(name) for t in tunables):
             tunables.append(tunable)
     return {**env, "GLIBC_TUNABLES": ":".join(tunables)}
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+HEAP_THRESHOLD_BYTES = 4 * 2**20
+HEAP_TRIM_BYTES = 16 * 2**20
+
+
+def limit_heap_retention(
+    threshold_bytes: int = HEAP_THRESHOLD_BYTES, trim_bytes: int = HEAP_TRIM_BYTES
+) -> bool:
+    """Have glibc give freed memory back to the system; False where that is not glibc.
+
+    glibc raises its mmap threshold to the size of each freed large block (up to 32 MB), so chunk
+    arrays of a few MB end up on the heap, whose freed space it keeps: the process then holds
+    the peak of every chunk size it has seen. A fixed threshold keeps such arrays in their own
+    mappings, returned on free (measured: peak RSS of a 60 s run 1051 -> 870 MB). 4 MB rather
+    than 256 kB: the many arrays of a few hundred kB are then reused from the heap instead of
+    being fresh pages each time (240 s run: page faults 2.9 M -> 1.9 M, 4 % faster, peak RSS
+    755 -> 768 MB); the big ones get huge pages (``memory.MALLOC_TUNABLES``).
+
+    The heap, holding only blocks below ``threshold_bytes``, is trimmed once ``trim_bytes`` are
+    free at its top: trimmed at 4 MB, the arrays of each piece of a chunk (a few MB together)
+    were fresh pages again for the next piece (60 s run: 332 k page faults; at 16 MB: 173-205 k).
+    32 and 64 MB faulted no less and raised the peak RSS of 240 s runs (16 MB: 470-472 MB,
+    4 MB: 465-477, 32 MB: 471-497).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = mallopt(_M_MMAP_THRESHOLD, threshold_bytes) and mallopt(_M_TRIM_THRESHOLD, trim_bytes)
+    return bool(ok)

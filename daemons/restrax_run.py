@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 import time
 import traceback
@@ -28,7 +29,7 @@ from straxd.core.faults import fault_point
 from straxd.core.finish import remove_tree, work_dir
 from straxd.core.leases import Lease, fenced_update
 from straxd.core.logging import get_logger
-from straxd.core.memory import rss_mb
+from straxd.core.memory import rss_mb, with_malloc_tunables
 from straxd.core.restrax_config import RestraxConfig, compressor_and_size, run_rate_mbs, skip_reason
 from straxd.core.rundoc import RunDoc, parse_run_doc
 from straxd.core.storage_read import open_data
@@ -284,6 +285,8 @@ class Worker:
         child = ChildProcess(
             [sys.executable, "-m", "straxd.daemons.restrax_worker", str(plan), str(result_path)],
             self.log_path,
+            # As bootstrax's children: glibc reads these only when a process starts.
+            env=with_malloc_tunables(os.environ),
         )
         await child.start()
         samples: list[float] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from typing import Any
 from straxd.core.child import die_with_parent
 from straxd.core.errors import StraxdError
 from straxd.core.faults import fault_point
-from straxd.core.memory import peak_rss_mb
+from straxd.core.memory import limit_heap_retention, peak_rss_mb
 from straxd.core.recompress import recompress
 from straxd.core.strax_files import write_atomic
 from straxd.core.verify import deep_compare, quick_check
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("result", type=Path)
     args = parser.parse_args(argv)
     die_with_parent()
+    heap_limited = limit_heap_retention()
     plan = json.loads(args.plan.read_text())
     work = Path(plan["work"])
     work.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     peak_mb = peak_rss_mb()
-    payload = {"entries": results, "peak_rss_mb": round(peak_mb, 1)}
+    payload = {
+        "entries": results,
+        "peak_rss_mb": round(peak_mb, 1),
+        # How this process's malloc ran, for whoever reads a peak above: set at its start.
+        "malloc": {"tunables": os.environ.get("GLIBC_TUNABLES", ""), "heap_limited": heap_limited},
+    }
     write_atomic(args.result, json.dumps(payload).encode())
     return 1 if any("error" in r for r in results) else 0
 

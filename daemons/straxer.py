@@ -24,10 +24,9 @@ from straxd.core.context import build_registry, check_run_length
 from straxd.core.db import open_databases
 from straxd.core.errors import ConfigInvalid, StraxdError
 from straxd.core.filestore import FileStore
-from straxd.core.inflight import limit_heap_retention
 from straxd.core.lifecycle import EXIT_FAILED, EXIT_OK, EXIT_USAGE, serve
 from straxd.core.logging import configure_logging, get_logger
-from straxd.core.memory import peak_rss_mb
+from straxd.core.memory import limit_heap_retention, peak_rss_mb
 from straxd.core.pipeline import QUEUE_DEPTH, Pipeline, PipelineReport
 from straxd.core.rundoc import parse_run, read_run_doc, run_id_of
 from straxd.core.settings import Settings, settings_for_cli

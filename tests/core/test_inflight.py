@@ -72,11 +72,3 @@ class TestInflightBytes:
         inflight.follow(held)
         await asyncio.wait_for(inflight.wait_below(0, lambda: True), 5)
         assert inflight.nbytes == held.nbytes
-
-
-class TestHeapRetention:
-    def test_glibc_takes_the_setting(self) -> None:
-        """On glibc (Linux, where straxd runs) the thresholds are accepted."""
-        from straxd.core.inflight import limit_heap_retention
-
-        assert limit_heap_retention() is True

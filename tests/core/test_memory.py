@@ -26,3 +26,10 @@ def test_rss_of_a_process() -> None:
     mine = rss_mb(os.getpid())
     assert mine is not None and 0 < mine <= peak_rss_mb()
     assert rss_mb(2**22 + 12345) is None  # no such process
+
+
+def test_glibc_takes_the_heap_setting() -> None:
+    """On glibc (Linux, where straxd runs) the heap thresholds are accepted."""
+    from straxd.core.memory import limit_heap_retention
+
+    assert limit_heap_retention() is True

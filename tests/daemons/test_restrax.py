@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import signal
@@ -11,6 +12,9 @@ import numpy as np
 import pytest
 import strax
 
+from straxd.core.logging import get_logger
+from straxd.core.memory import MALLOC_TUNABLES
+from straxd.daemons.restrax_run import Worker
 from tests.daemons.bootstrax_env import Daq, wait_for
 from tests.daemons.test_bootstrax import ONCE
 
@@ -322,3 +326,14 @@ class TestDryRun:
         assert nowhere.returncode == 2 and "does not exist" in nowhere.stdout
         both = daq.restrax("eb1", "--input_folder", str(daq.root), production=True)
         assert both.returncode == 2 and "--input_folder is for test mode" in both.stderr
+
+
+async def test_worker_process_runs_with_the_malloc_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker child starts with straxd's glibc tunables and limits its heap, as straxer."""
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    worker = Worker(tmp_path / "work", tmp_path / "worker.log", 1, False, False)
+    assert await worker.rewrite([], asyncio.Event(), log=get_logger())
+    result = json.loads((tmp_path / "work" / "result.json").read_text())
+    assert result["malloc"] == {"tunables": ":".join(MALLOC_TUNABLES), "heap_limited": True}
