@@ -23,6 +23,7 @@ from straxd.core.row_order import (
     gather_rows,
     insertion_sort_rows,
     radix_time_channel_order,
+    row_words,
 )
 
 DEFAULT_CHUNK_SPLIT_NS = 1000
@@ -114,7 +115,7 @@ def sort_by_time_in_place(data: np.ndarray) -> np.ndarray:
     equals ``sort_by_time(data)``: insertion is stable, so the rows it moved keep the relative
     order that the stable sort then relies on.
     """
-    words = _as_words(data)
+    words = row_words(data)
     if len(data) < 2 or words is None or "channel" not in (data.dtype.names or ()):
         return sort_by_time(data)
     max_moves = _MAX_ROW_MOVES * len(data)
@@ -169,7 +170,7 @@ def take_rows(data: np.ndarray, index: np.ndarray, out: np.ndarray | None = None
         index = np.flatnonzero(index)
     if out is None:
         out = np.empty(len(index), dtype=data.dtype)
-    words = _as_words(data)
+    words = row_words(data)
     if words is None or not len(index):
         out[:] = data[index]
         return out
@@ -189,20 +190,11 @@ def take_rows_in_place(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     For a chunk-sized array no longer needed as it is, this saves allocating (and the kernel
     zeroing) a copy of about the same size.
     """
-    words = _as_words(data)
+    words = row_words(data)
     if words is None:
         taken: np.ndarray = data[mask]
         return taken
     return data[: compact_rows(words, np.asarray(mask, dtype=np.bool_))]
-
-
-def _as_words(data: np.ndarray) -> np.ndarray | None:
-    """Rows of a contiguous structured array as a 2-D array of the widest integer fitting."""
-    itemsize = data.dtype.itemsize
-    if data.ndim != 1 or not data.flags.c_contiguous or data.dtype.names is None or itemsize == 0:
-        return None
-    word = next(w for w in (8, 4, 2, 1) if itemsize % w == 0 and data.ctypes.data % w == 0)
-    return data.view(f"u{word}").reshape(len(data), itemsize // word)
 
 
 NO_END_BEFORE = np.iinfo(np.int64).min  # for ``gap_starts``: no rows came before

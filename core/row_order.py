@@ -162,6 +162,16 @@ def gather_rows(words: np.ndarray, index: np.ndarray, out: np.ndarray) -> int:
     return -1
 
 
+def row_words(data: np.ndarray) -> np.ndarray | None:
+    """Rows of a contiguous structured array as a 2-D array of the widest integer fitting (a
+    view); None for any other array. Whole rows copied as words are copied as bytes."""
+    itemsize = data.dtype.itemsize
+    if data.ndim != 1 or not data.flags.c_contiguous or data.dtype.names is None or itemsize == 0:
+        return None
+    word = next(w for w in (8, 4, 2, 1) if itemsize % w == 0 and data.ctypes.data % w == 0)
+    return data.view(f"u{word}").reshape(len(data), itemsize // word)
+
+
 def permute_rows_in_place(rows: np.ndarray, perm: np.ndarray) -> None:
     """Rearrange ``rows`` so that row i becomes the old row ``perm[i]``, without a second array.
 
@@ -171,9 +181,9 @@ def permute_rows_in_place(rows: np.ndarray, perm: np.ndarray) -> None:
     perm = np.asarray(perm, dtype=np.int64)
     if len(perm) != len(rows):
         raise ValueError(f"a permutation of {len(perm)} positions for {len(rows)} rows")
-    words = np.ascontiguousarray(rows).view(np.uint8).reshape(len(rows), rows.dtype.itemsize)
-    if words.ctypes.data != rows.ctypes.data:
-        raise ValueError("rows must be one contiguous array")
+    words = row_words(rows)
+    if words is None:
+        raise ValueError("rows must be one contiguous structured array")
     if not _permute(words, perm):
         raise ValueError("not a permutation")
 
