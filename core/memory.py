@@ -73,7 +73,7 @@ def limit_heap_retention(
     mappings, returned on free (measured: peak RSS of a 60 s run 1051 -> 870 MB). 4 MB rather
     than 256 kB: the many arrays of a few hundred kB are then reused from the heap instead of
     being fresh pages each time (240 s run: page faults 2.9 M -> 1.9 M, 4 % faster, peak RSS
-    755 -> 768 MB); the big ones get huge pages (``memory.MALLOC_TUNABLES``).
+    755 -> 768 MB); the big ones get huge pages (``MALLOC_TUNABLES``).
 
     The heap, holding only blocks below ``threshold_bytes``, is trimmed once ``trim_bytes`` are
     free at its top: trimmed at 4 MB, the arrays of each piece of a chunk (a few MB together)

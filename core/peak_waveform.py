@@ -118,6 +118,9 @@ def _sum_waveform(
         swv[: min(2 * p_length, len(swv))] = 0
         if store_top:
             twv[: min(2 * p_length, len(twv))] = 0
+        # As strax: a channel left negative by the last peak keeps -0.0 here, so a channel
+        # without hits in this peak reads -0.0 or 0.0 depending on the peaks before it in this
+        # call (equal as numbers; where a chunk is processed in pieces, the signs may differ).
         area_per_channel *= 0
         p["area"] = 0
         # First hit that ends after the peak starts (hits are time-sorted; resume from the last).
