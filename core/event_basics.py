@@ -14,7 +14,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from straxd.core.dtypes import EVENT_PEAK_PROPERTIES, event_basics_dtype
+from straxd.core.event_dtypes import EVENT_PEAK_PROPERTIES, event_basics_dtype
 from straxd.core.events import DRIFT_OPTIONS, max_drift_time_ns
 from straxd.core.peaks import fully_contained_in
 from straxd.core.plugin import Option, Plugin

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.dtypes import event_basics_dtype, unpack_dtype
+from straxd.core.dtypes import unpack_dtype
 from straxd.core.errors import ConfigInvalid
+from straxd.core.event_dtypes import event_basics_dtype
 from straxd.core.plugin import Option, Plugin
 
 W_KEV = 13.7e-3  # mean energy per quantum (photon or electron) in liquid xenon

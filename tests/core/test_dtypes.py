@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import strax
 
-from straxd.core import dtypes
+from straxd.core import dtypes, event_dtypes
 from tests.oracle import CONTEXT_PRELUDE, straxen_eval
 
 STRAXEN_TYPES = (
@@ -106,7 +106,7 @@ class TestStraxenDtypes:
             ("peak_basics", dtypes.PEAK_BASICS_DTYPE),
             ("peak_proximity", dtypes.PEAK_PROXIMITY_DTYPE),
             ("events", dtypes.EVENTS_DTYPE),
-            ("event_basics", dtypes.event_basics_dtype()),
+            ("event_basics", event_dtypes.event_basics_dtype()),
         ],
     )
     def test_equals_straxen_online(
