@@ -114,13 +114,18 @@ def _baselined(
         )
         d["reduction_level"], d["amplitude_bit_shift"] = 0, 0
         n = min(r["length"], samples)
-        for j in range(n):
-            d["data"][j] = r["data"][j]
-        d["data"][n:] = 0
+        source, data = r["data"], d["data"]
         ch = d["channel"]
         if d["record_i"] == 0:
             seen_first[ch] = True
-            w = d["data"][:baseline_samples]
+            # strax takes the baseline after zeroing the record beyond its length: the raw
+            # samples are those unless the record is shorter than the baseline window.
+            if n < baseline_samples:
+                data[:n] = source[:n]
+                data[n:] = 0
+                w = data[:baseline_samples]
+            else:
+                w = source[:baseline_samples]
             # float64 values for this record, float32 when reused by its later fragments
             bl, rms = w.mean(), w.std()
             last[ch, 0], last[ch, 1] = bl, rms
@@ -131,13 +136,16 @@ def _baselined(
                     return i
                 last[ch, 0], last[ch, 1] = fallback, fallback
                 bl, rms = last[ch, 0], np.nan
+        # Copy, subtract and sum in one pass; values wrap to int16 as strax's in-place store.
+        integer_bl, total = int(bl), np.int64(0)
         for j in range(n):
-            d["data"][j] = sign * (d["data"][j] - int(bl))
+            x = np.int16(sign * (np.int64(source[j]) - integer_bl))
+            data[j] = x
+            total += x
+        data[n:] = 0
         d["baseline"] = bl
         d["baseline_rms"] = rms
-        d["area"] = d["data"].sum() * 2 ** d["amplitude_bit_shift"] + int(
-            round((d["baseline"] % 1) * d["length"])
-        )
+        d["area"] = total + int(round((d["baseline"] % 1) * d["length"]))
     return -1
 
 
@@ -256,14 +264,19 @@ def _fill_hits(
     A hit without a sample above 0 takes ``max_time`` from the hit before it, even in an
     earlier record, as in strax (whose variable lives across records).
     """
+    # A record's hit boundaries, found without a branch per sample: noise around the
+    # threshold made a branching scan mispredict often (60 s run: 0.71 -> 0.4 s).
+    samples = len(records[0]["data"]) if len(records) else 0
+    edges = np.empty(samples + 1, dtype=np.int64)
     k = 0
     max_time = 0
     for record_i in range(len(records)):
         r = records[record_i]
         threshold, at_least = _threshold(r, amplitude, over_noise)
         data, n, t0, dt = r["data"], r["length"], r["time"], r["dt"]
-        start, end = _next_hit(data, n, at_least, 0)
-        while start < n:
+        n_edges = _edges(data, n, at_least, edges)
+        for e in range(0, n_edges, 2):
+            start, end = edges[e], edges[e + 1]
             area, height = 0, 0
             for i in range(start, end):
                 x = data[i]
@@ -281,18 +294,22 @@ def _fill_hits(
             h["height"] = height + fraction
             h["max_time"] = max_time
             k += 1
-            start, end = _next_hit(data, n, at_least, end)
 
 
 @numba.njit(nogil=True, cache=True)
-def _next_hit(data: np.ndarray, n: int, at_least: int, i: int) -> tuple[int, int]:
-    """[start, end) of the first run of samples >= at_least from i on; (n, n) if none."""
-    while i < n and data[i] < at_least:
-        i += 1
-    start = i
-    while i < n and data[i] >= at_least:
-        i += 1
-    return start, i
+def _edges(data: np.ndarray, n: int, at_least: int, edges: np.ndarray) -> int:
+    """Starts and ends of the runs of samples >= at_least in ``data[:n]``, alternating, into
+    ``edges``; their number (even)."""
+    m = np.int64(0)
+    before = np.int64(0)
+    n = min(n, len(data))
+    for i in range(n):
+        above = np.int64(data[i] >= at_least)
+        edges[m] = i
+        m += above ^ before
+        before = above
+    edges[m] = n  # ends a run reaching the record's end
+    return int(m + before)
 
 
 def cut_around_hits_in_place(
@@ -379,6 +396,7 @@ def _cut(
     head_to, tail_from = reach
     samples = len(records[0]["data"])
     keep = np.zeros(samples, dtype=np.bool_)
+    edges = np.empty(samples + 1, dtype=np.int64)
     h = 0
     for i in range(len(records)):
         r = records[i]
@@ -391,10 +409,10 @@ def _cut(
                 h += 1
         else:
             at_least = _threshold(r, amplitude, over_noise)[1]
-            start, end = _next_hit(data, length, at_least, 0)
-            while start < length:
+            n_edges = _edges(data, length, at_least, edges)
+            for e in range(0, n_edges, 2):
+                start, end = edges[e], edges[e + 1]
                 keep[max(0, start - left_extension) : min(length, end + right_extension)] = True
-                start, end = _next_hit(data, length, at_least, end)
         if previous[i] != NO_RECORD_LINK:
             keep[: head_to[previous[i]]] = True
         if following[i] != NO_RECORD_LINK:
