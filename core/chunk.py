@@ -157,6 +157,19 @@ def _time_channel_order(time: np.ndarray, channel: np.ndarray, descents: int) ->
     return np.argsort(key, kind="stable")
 
 
+def stable_time_order(time: np.ndarray) -> np.ndarray:
+    """``np.argsort(time, kind="stable")`` of int64 times, by radix where that is faster.
+
+    For the max_time of a piece's hitlets (about a third of them before their predecessor),
+    the radix takes 16 ms a 60 s run's chunk against numpy's 28 ms.
+    """
+    if len(time) >= _RADIX_MIN_ROWS:
+        packed, order = radix_time_channel_order(time, np.zeros(len(time), dtype=np.int16))
+        if packed:
+            return order
+    return np.argsort(time, kind="stable")
+
+
 def take_rows(data: np.ndarray, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``data[index]`` for an index or boolean mask array (into ``out`` if given), copying
     whole rows as words.

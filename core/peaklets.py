@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from straxd.core.chunk import sort_by_time_in_place
+from straxd.core.chunk import sort_by_time_in_place, stable_time_order
 from straxd.core.dtypes import DIGITAL_SUM_WAVEFORM_CHANNEL, TIME_FIELDS
 from straxd.core.peak_waveform import overlap_indices, sum_waveform
 from straxd.core.peaks import fully_contained_in, interval_ends
@@ -89,7 +89,7 @@ def add_hit_features(
     ``by_max_time`` is ``np.argsort(hitlets["max_time"], kind="mergesort")`` if the caller has it.
     """
     if by_max_time is None:
-        by_max_time = np.argsort(hitlets["max_time"], kind="mergesort")
+        by_max_time = stable_time_order(hitlets["max_time"])
     max_diff, min_diff, first, last = _hit_features(
         fully_contained_in(hitlets, peaklets),
         np.ascontiguousarray(hitlets["max_time"]),

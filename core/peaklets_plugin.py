@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import sort_by_time, take_rows, take_rows_in_place
+from straxd.core.chunk import sort_by_time, stable_time_order, take_rows, take_rows_in_place
 from straxd.core.dtypes import HIT_DTYPE, N_TOP_PMTS, N_TPC_PMTS, peak_dtype
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.peak_properties import compute_properties
@@ -193,7 +193,7 @@ def make_peaklets(
             saturation,
         )
         compute_properties(peaklets, n_top, select=corrected)
-    order = np.argsort(hitlets["max_time"], kind="mergesort")
+    order = stable_time_order(hitlets["max_time"])
     peak_max_times = peaklets["time"] + np.argmax(peaklets["data"], axis=1) * peaklets["dt"]
     peaklets["tight_coincidence"] = tight_coincidence(
         hitlets["max_time"][order],

@@ -263,6 +263,25 @@ class TestSortKernels:
         expected = np.sum(earlier | (tie & (channel[1:] < channel[:-1])))
         assert count_descents(time, channel) == expected
 
+    @settings(max_examples=50, deadline=None)
+    @given(
+        seed=st.integers(0, 2**32 - 1),
+        n=st.sampled_from([0, 1, 100, 4095, 4096, 9000]),
+        spread=st.sampled_from([3, 10**6, 2**62]),
+    )
+    def test_stable_time_order_is_stable_argsort(self, seed: int, n: int, spread: int) -> None:
+        """Equal to numpy's stable argsort, ties in original order, on a strided field and
+        on times spanning the whole int64 range, below and above the radix threshold."""
+        from straxd.core.chunk import stable_time_order
+
+        rng = np.random.default_rng(seed)
+        rows = np.zeros(n, dtype=[("channel", np.int16), ("max_time", np.int64)])
+        rows["max_time"] = rng.integers(-spread, spread, n)
+        if n > 1:
+            rows["max_time"][:2] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+        expected = np.argsort(rows["max_time"], kind="stable")
+        np.testing.assert_array_equal(stable_time_order(rows["max_time"]), expected)
+
     @settings(max_examples=100, deadline=None)
     @given(data=st.data(), n=st.integers(0, 3000))
     def test_sort_with_where_equals_sort_of_selection(self, data: st.DataObject, n: int) -> None:
