@@ -11,6 +11,7 @@ import numpy as np
 from straxd.core.chunk import sort_by_time, stable_time_order, take_rows, take_rows_in_place
 from straxd.core.dtypes import HIT_DTYPE, N_TOP_PMTS, N_TPC_PMTS, peak_dtype
 from straxd.core.errors import BadInput, ConfigInvalid
+from straxd.core.hits import find_hits
 from straxd.core.peak_properties import compute_properties
 from straxd.core.peak_splitting import DEFAULT_GOF_THRESHOLD, natural_breaks_threshold, split_peaks
 from straxd.core.peak_waveform import sum_waveform
@@ -32,7 +33,7 @@ from straxd.core.peaks import (
     interval_ends,
 )
 from straxd.core.plugin import Option, Plugin
-from straxd.core.pulse import find_hits, record_links
+from straxd.core.pulse import record_links
 from straxd.core.records import per_channel
 
 

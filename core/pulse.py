@@ -1,8 +1,9 @@
-"""Pulse processing kernels: raw_records -> records, hits (pulse counts: ``pulse_counts``).
+"""Pulse processing kernels: raw_records -> records, zeroed outside their hits.
 
 Pure numba, GIL released, no IO. They follow strax 2.2.3's and straxen 4.0.0's operation order
 (including which values are float32 and which float64) so that results are bit-identical, not
 just close: the records of a run must not depend on which implementation processed it.
+Hit finding is in ``hits``, pulse counting in ``pulse_counts``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import numpy as np
 
 from straxd.core.dtypes import HIT_DTYPE, record_dtype
 from straxd.core.errors import BadInput
+from straxd.core.hits import (
+    find_hits_at,
+    hit_thresholds,
+    record_threshold,
+    run_edges,
+)
 
 NO_RECORD_LINK = -1
-# Hit thresholds beyond the int16 samples: no sample reaches the first, every one the second.
-_NEVER_ABOVE = 2.0**15
-_NEVER_ABOVE_INT = 2**15
-_ALWAYS_ABOVE = -(2**15)
 HITS_ONLY = 2  # strax ReductionLevel.HITS_ONLY
 
 
@@ -178,140 +181,6 @@ def record_links(records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return previous, following
 
 
-def _thresholds(values: float | np.ndarray | tuple[float, ...], n_channels: int) -> np.ndarray:
-    if isinstance(values, (tuple, list, np.ndarray)):
-        return np.asarray(values, dtype=np.float64)
-    return float(values) * np.ones(n_channels)
-
-
-def find_hits(
-    records: np.ndarray,
-    min_amplitude: float | np.ndarray | tuple[float, ...] = 15,
-    min_height_over_noise: float | np.ndarray | tuple[float, ...] = 0,
-) -> np.ndarray:
-    """Hits: maximal runs of samples at or above threshold within one record, in record order."""
-    if not len(records):
-        return np.zeros(0, dtype=HIT_DTYPE)
-    return _find_hits(records, *_hit_thresholds(records, min_amplitude, min_height_over_noise))
-
-
-def _find_hits(records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray) -> np.ndarray:
-    """``find_hits`` with the thresholds resolved per channel."""
-    hits = np.zeros(_count_hits(records, amplitude, over_noise), dtype=HIT_DTYPE)
-    _fill_hits(records, amplitude, over_noise, hits)
-    return hits
-
-
-def _hit_thresholds(
-    records: np.ndarray,
-    min_amplitude: float | np.ndarray | tuple[float, ...],
-    min_height_over_noise: float | np.ndarray | tuple[float, ...],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel threshold arrays, checked to cover every channel of the records."""
-    per_channel = [
-        v
-        for v in (min_amplitude, min_height_over_noise)
-        if isinstance(v, (tuple, list, np.ndarray))
-    ]
-    # One pass over the channel field (a strided read of every record: not free).
-    top_channel = int(records["channel"].max())
-    n_channels = len(per_channel[0]) if per_channel else top_channel + 1
-    amplitude = _thresholds(min_amplitude, n_channels)
-    over_noise = _thresholds(min_height_over_noise, n_channels)
-    if top_channel >= min(len(amplitude), len(over_noise)):
-        raise BadInput(
-            f"hit thresholds given for {len(amplitude)} channels, but records have "
-            f"channel {top_channel}"
-        )
-    return amplitude, over_noise
-
-
-@numba.njit(nogil=True, cache=True)
-def _threshold(record: Any, amplitude: np.ndarray, over_noise: np.ndarray) -> tuple[float, int]:
-    """strax's hit threshold of a record, and the least integer sample reaching it.
-
-    Samples are integers, so ``x >= threshold`` is ``x >= ceil(threshold)``, the cheaper test;
-    a threshold that no sample reaches (or NaN) gives an integer above every int16.
-    """
-    ch = record["channel"]
-    threshold = max(amplitude[ch], record["baseline_rms"] * over_noise[ch])
-    if not threshold <= _NEVER_ABOVE:
-        return threshold, _NEVER_ABOVE_INT
-    return threshold, _ALWAYS_ABOVE if threshold < _ALWAYS_ABOVE else int(np.ceil(threshold))
-
-
-@numba.njit(nogil=True, cache=True)
-def _count_hits(records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray) -> int:
-    """Number of hits: rising edges of the above-threshold mask (no branches per sample)."""
-    n = np.int64(0)
-    for r in records:
-        at_least = _threshold(r, amplitude, over_noise)[1]
-        data = r["data"]
-        before = np.int64(0)
-        for i in range(r["length"]):
-            above = np.int64(data[i] >= at_least)
-            n += above & (1 - before)
-            before = above
-    return int(n)
-
-
-@numba.njit(nogil=True, cache=True)
-def _fill_hits(
-    records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray, hits: np.ndarray
-) -> None:
-    """Write the hits (``hits`` has room for exactly them).
-
-    A hit without a sample above 0 takes ``max_time`` from the hit before it, even in an
-    earlier record, as in strax (whose variable lives across records).
-    """
-    # A record's hit boundaries, found without a branch per sample: noise around the
-    # threshold made a branching scan mispredict often (60 s run: 0.71 -> 0.4 s).
-    samples = len(records[0]["data"]) if len(records) else 0
-    edges = np.empty(samples + 1, dtype=np.int64)
-    k = 0
-    max_time = 0
-    for record_i in range(len(records)):
-        r = records[record_i]
-        threshold, at_least = _threshold(r, amplitude, over_noise)
-        data, n, t0, dt = r["data"], r["length"], r["time"], r["dt"]
-        n_edges = _edges(data, n, at_least, edges)
-        for e in range(0, n_edges, 2):
-            start, end = edges[e], edges[e + 1]
-            area, height = 0, 0
-            for i in range(start, end):
-                x = data[i]
-                area += x
-                if x > height:
-                    height = x
-                    max_time = t0 + i * dt
-            fraction = r["baseline"] % 1
-            h = hits[k]
-            h["threshold"] = threshold
-            h["left"], h["right"] = start, end
-            h["time"], h["length"], h["dt"] = t0 + start * dt, end - start, dt
-            h["channel"], h["record_i"] = r["channel"], record_i
-            h["area"] = area + (end - start) * fraction
-            h["height"] = height + fraction
-            h["max_time"] = max_time
-            k += 1
-
-
-@numba.njit(nogil=True, cache=True)
-def _edges(data: np.ndarray, n: int, at_least: int, edges: np.ndarray) -> int:
-    """Starts and ends of the runs of samples >= at_least in ``data[:n]``, alternating, into
-    ``edges``; their number (even)."""
-    m = np.int64(0)
-    before = np.int64(0)
-    n = min(n, len(data))
-    for i in range(n):
-        above = np.int64(data[i] >= at_least)
-        edges[m] = i
-        m += above ^ before
-        before = above
-    edges[m] = n  # ends a run reaching the record's end
-    return int(m + before)
-
-
 def cut_around_hits_in_place(
     records: np.ndarray,
     min_amplitude: float | np.ndarray | tuple[float, ...],
@@ -329,10 +198,10 @@ def cut_around_hits_in_place(
     """
     if not len(records):
         return np.zeros(0, dtype=HIT_DTYPE) if keep_hits else None
-    amplitude, over_noise = _hit_thresholds(records, min_amplitude, 0)
+    amplitude, over_noise = hit_thresholds(records, min_amplitude, 0)
     hits = np.zeros(0, dtype=HIT_DTYPE)
     if keep_hits:
-        hits = _find_hits(records, amplitude, over_noise)
+        hits = find_hits_at(records, amplitude, over_noise)
     records["reduction_level"] = HITS_ONLY
     previous, following = record_links(records)
     head_to, tail_from = _reach(records, amplitude, over_noise, left_extension, right_extension)
@@ -362,7 +231,7 @@ def _reach(
     tail_from = np.full(len(records), samples, np.int64)
     for i in range(len(records)):
         r = records[i]
-        at_least = _threshold(r, amplitude, over_noise)[1]
+        at_least = record_threshold(r, amplitude, over_noise)[1]
         data, length = r["data"], r["length"]
         for j in range(min(left_extension, length)):
             if data[j] >= at_least:  # the first hit starts here: start_keep = j - left < 0
@@ -408,8 +277,8 @@ def _cut(
                 keep[max(0, start - left_extension) : min(length, end + right_extension)] = True
                 h += 1
         else:
-            at_least = _threshold(r, amplitude, over_noise)[1]
-            n_edges = _edges(data, length, at_least, edges)
+            at_least = record_threshold(r, amplitude, over_noise)[1]
+            n_edges = run_edges(data, length, at_least, edges)
             for e in range(0, n_edges, 2):
                 start, end = edges[e], edges[e + 1]
                 keep[max(0, start - left_extension) : min(length, end + right_extension)] = True

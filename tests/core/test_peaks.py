@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from straxd.core import peaks, pulse
 from straxd.core.chunk import sort_by_time
 from straxd.core.dtypes import peak_dtype
+from straxd.core.hits import find_hits
 from straxd.core.records import pulse_processing
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal
@@ -28,7 +29,7 @@ def _records_and_hits(
     records = pulse_processing(
         raw, 0, int(seconds * 1e9), hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494
     )["records"]
-    hits = sort_by_time(pulse.find_hits(records, np.full(494, 15.0)))
+    hits = sort_by_time(find_hits(records, np.full(494, 15.0)))
     return records, hits
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from straxd.core import pulse
 from straxd.core.dtypes import raw_record_dtype, record_dtype
 from straxd.core.errors import BadInput
+from straxd.core.hits import find_hits
 from straxd.core.records import pulse_processing
 from straxd.core.synth import Simulator
 from tests.oracle import assert_struct_equal, run_straxen_script
@@ -87,7 +88,7 @@ class TestAgainstStrax:
         """find_hits (per-channel thresholds), record_links and the cut around hits equal
         strax's, with extensions reaching into the neighbouring fragments and beyond them."""
         ours, theirs = _our_records(raw), _strax_records(raw)
-        hits = pulse.find_hits(ours, np.array(thresholds, float), noise)
+        hits = find_hits(ours, np.array(thresholds, float), noise)
         their_hits = strax.find_hits(theirs, np.array(thresholds, float), noise)
         np.testing.assert_array_equal(_sort_hits(hits), _sort_hits(their_hits))
         for a, b in zip(pulse.record_links(ours), strax.record_links(theirs), strict=True):
@@ -118,7 +119,7 @@ class TestAgainstStrax:
         )
         assert records.tobytes() == cut.tobytes()
         assert kept is not None
-        again = pulse.find_hits(cut, np.array(thresholds, float))
+        again = find_hits(cut, np.array(thresholds, float))
         assert kept.tobytes() == again.tobytes()
 
     @settings(max_examples=40, deadline=None)
@@ -129,7 +130,7 @@ class TestAgainstStrax:
     def test_hits_for_any_threshold(self, raw: np.ndarray, threshold: float) -> None:
         """Thresholds below, between and beyond the integer samples find strax's hits."""
         ours, theirs = _our_records(raw), _strax_records(raw)
-        hits = pulse.find_hits(ours, threshold)
+        hits = find_hits(ours, threshold)
         np.testing.assert_array_equal(
             _sort_hits(hits), _sort_hits(strax.find_hits(theirs, threshold))
         )
@@ -139,7 +140,7 @@ class TestAgainstStrax:
         r = np.zeros(1, record_dtype())
         r["length"], r["dt"], r["baseline"] = 10, 10, 0.5
         r["data"][0, :10] = [0, 20, 30, 10, 0, 15, 15, 0, 0, 20]
-        hits = pulse.find_hits(r, 15)
+        hits = find_hits(r, 15)
         assert [(h["left"], h["right"]) for h in hits] == [(1, 3), (5, 7), (9, 10)]
         assert (hits[0]["area"], hits[0]["height"]) == (51, 30.5)
 
