@@ -15,7 +15,7 @@ from straxd.core.errors import BadInput
 
 # Hit thresholds beyond the int16 samples: no sample reaches the first, every one the second.
 _NEVER_ABOVE = 2.0**15
-_NEVER_ABOVE_INT = 2**15
+ABOVE_EVERY_SAMPLE = 2**15
 _ALWAYS_ABOVE = -(2**15)
 
 
@@ -36,9 +36,13 @@ def find_hits(
     return find_hits_at(records, *hit_thresholds(records, min_amplitude, min_height_over_noise))
 
 
-def find_hits_at(records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray) -> np.ndarray:
-    """``find_hits`` with the thresholds resolved per channel."""
-    hits = np.zeros(count_hits(records, amplitude, over_noise), dtype=HIT_DTYPE)
+def find_hits_at(
+    records: np.ndarray, amplitude: np.ndarray, over_noise: np.ndarray, n_hits: int | None = None
+) -> np.ndarray:
+    """``find_hits`` with the thresholds resolved per channel; ``n_hits`` if already counted."""
+    if n_hits is None:
+        n_hits = count_hits(records, amplitude, over_noise)
+    hits = np.zeros(n_hits, dtype=HIT_DTYPE)
     fill_hits(records, amplitude, over_noise, hits)
     return hits
 
@@ -79,7 +83,7 @@ def record_threshold(
     ch = record["channel"]
     threshold = max(amplitude[ch], record["baseline_rms"] * over_noise[ch])
     if not threshold <= _NEVER_ABOVE:
-        return threshold, _NEVER_ABOVE_INT
+        return threshold, ABOVE_EVERY_SAMPLE
     return threshold, _ALWAYS_ABOVE if threshold < _ALWAYS_ABOVE else int(np.ceil(threshold))
 
 

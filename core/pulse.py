@@ -16,6 +16,7 @@ import numpy as np
 from straxd.core.dtypes import HIT_DTYPE, record_dtype
 from straxd.core.errors import BadInput
 from straxd.core.hits import (
+    ABOVE_EVERY_SAMPLE,
     find_hits_at,
     hit_thresholds,
     record_threshold,
@@ -78,16 +79,49 @@ def baselined_records(
     through the whole chunk; the operations and their order per record are the same, so are
     the results.
     """
+    no_thresholds = np.zeros(0)
+    records, _ = _records_of(
+        raw_records, (no_thresholds, no_thresholds), False,
+        baseline_samples, flip, allow_sloppy_chunking, fallback_baseline,
+    )  # fmt: skip
+    return records
+
+
+def baselined_records_and_hits(
+    raw_records: np.ndarray,
+    thresholds: tuple[np.ndarray, np.ndarray],
+    baseline_samples: int = 40,
+    allow_sloppy_chunking: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``baselined_records`` and their hits at ``thresholds`` (per-channel amplitude and height
+    over noise, covering every channel), in record order.
+
+    The hits are counted while the records are written, which saves a pass over them.
+    """
+    records, n_hits = _records_of(
+        raw_records, thresholds, True, baseline_samples, True, allow_sloppy_chunking, 16000.0
+    )
+    return records, find_hits_at(records, *thresholds, n_hits=n_hits)
+
+
+def _records_of(
+    raw_records: np.ndarray,
+    thresholds: tuple[np.ndarray, np.ndarray],
+    count_hits: bool,
+    baseline_samples: int,
+    flip: bool,
+    allow_sloppy_chunking: bool,
+    fallback_baseline: float,
+) -> tuple[np.ndarray, int]:
     samples = raw_records.dtype["data"].shape[0]
     records = np.empty(len(raw_records), dtype=record_dtype(samples))
     # np.empty: every field is written below; a new field in the dtype must be added there too.
     assert set(records.dtype.names or ()) == _RECORD_FIELDS
-    bad = _baselined(
-        raw_records, records, baseline_samples, flip, allow_sloppy_chunking, fallback_baseline
-    )
+    options = (baseline_samples, flip, allow_sloppy_chunking, fallback_baseline)
+    bad, n_hits = _baselined(raw_records, records, *options, *thresholds, count_hits)
     if bad >= 0:
         _raise_no_first_fragment(records[bad])
-    return records
+    return records, n_hits
 
 
 @numba.njit(nogil=True, cache=True)
@@ -98,10 +132,15 @@ def _baselined(
     flip: bool,
     sloppy: bool,
     fallback: float,
-) -> int:
-    """Fill records from raw; the index of a record missing its first fragment, or -1."""
+    amplitude: np.ndarray,
+    over_noise: np.ndarray,
+    count_hits: bool,
+) -> tuple[int, int]:
+    """Fill records from raw: (the index of a record missing its first fragment or -1, the
+    number of hits at the thresholds if ``count_hits``)."""
+    n_hits = np.int64(0)
     if not len(raw):
-        return -1
+        return -1, 0
     n_channels = raw["channel"].max() + 1
     last = np.zeros((n_channels, 2), dtype=np.float32)
     seen_first = np.zeros(n_channels, dtype=np.bool_)
@@ -109,13 +148,7 @@ def _baselined(
     sign = -1 if flip else 1
     for i in range(len(raw)):
         r, d = raw[i], records[i]
-        d["time"], d["length"], d["dt"] = r["time"], r["length"], r["dt"]
-        d["channel"], d["pulse_length"], d["record_i"] = (
-            r["channel"],
-            r["pulse_length"],
-            r["record_i"],
-        )
-        d["reduction_level"], d["amplitude_bit_shift"] = 0, 0
+        _copy_header(r, d)
         n = min(r["length"], samples)
         source, data = r["data"], d["data"]
         ch = d["channel"]
@@ -136,20 +169,35 @@ def _baselined(
             bl, rms = last[ch, 0], last[ch, 1]
             if not seen_first[ch]:
                 if not sloppy:
-                    return i
+                    return i, 0
                 last[ch, 0], last[ch, 1] = fallback, fallback
                 bl, rms = last[ch, 0], np.nan
-        # Copy, subtract and sum in one pass; values wrap to int16 as strax's in-place store.
-        integer_bl, total = int(bl), np.int64(0)
+        d["baseline"], d["baseline_rms"] = bl, rms
+        at_least = (
+            record_threshold(d, amplitude, over_noise)[1] if count_hits else ABOVE_EVERY_SAMPLE
+        )
+        # Copy, subtract, sum and count rising edges at the threshold in one pass; values wrap
+        # to int16 as strax's in-place store.
+        integer_bl, total, before = int(bl), np.int64(0), np.int64(0)
         for j in range(n):
             x = np.int16(sign * (np.int64(source[j]) - integer_bl))
             data[j] = x
             total += x
+            above = np.int64(x >= at_least)
+            n_hits += above & (1 - before)
+            before = above
         data[n:] = 0
-        d["baseline"] = bl
-        d["baseline_rms"] = rms
         d["area"] = total + int(round((d["baseline"] % 1) * d["length"]))
-    return -1
+    return -1, int(n_hits)
+
+
+@numba.njit(nogil=True, cache=True)
+def _copy_header(raw: Any, record: Any) -> None:
+    """The fields a record takes from its raw fragment, and zero reduction and bit shift."""
+    record["time"], record["length"], record["dt"] = raw["time"], raw["length"], raw["dt"]
+    record["channel"], record["pulse_length"] = raw["channel"], raw["pulse_length"]
+    record["record_i"] = raw["record_i"]
+    record["reduction_level"], record["amplitude_bit_shift"] = 0, 0
 
 
 def _raise_no_first_fragment(record: np.void) -> None:
@@ -186,30 +234,26 @@ def cut_around_hits_in_place(
     min_amplitude: float | np.ndarray | tuple[float, ...],
     left_extension: int = 2,
     right_extension: int = 15,
-    keep_hits: bool = False,
-) -> np.ndarray | None:
+    hits: np.ndarray | None = None,
+) -> None:
     """strax's ``cut_outside_hits(records, find_hits(records, min_amplitude), ...)``, in place.
 
     Data is zeroed except around the hits, into neighbouring fragments of the same pulse, and
     beyond each record's length (strax's zero_out_of_bounds, which follows the cut in pulse
-    processing). Without ``keep_hits`` the hits are found again where needed instead of being
-    stored (a chunk's hit array is half the size of its records) and None is returned; with it
-    they are found once, cut around, and returned.
+    processing). ``hits`` are the records' hits at ``min_amplitude`` in record order if the
+    caller has them (``baselined_records_and_hits``); otherwise they are found again where
+    needed instead of being stored (a chunk's hit array is half the size of its records).
     """
     if not len(records):
-        return np.zeros(0, dtype=HIT_DTYPE) if keep_hits else None
+        return
     amplitude, over_noise = hit_thresholds(records, min_amplitude, 0)
-    hits = np.zeros(0, dtype=HIT_DTYPE)
-    if keep_hits:
-        hits = find_hits_at(records, amplitude, over_noise)
     records["reduction_level"] = HITS_ONLY
     previous, following = record_links(records)
     head_to, tail_from = _reach(records, amplitude, over_noise, left_extension, right_extension)
     _cut(
-        records, amplitude, over_noise, hits, (previous, following), (head_to, tail_from),
-        left_extension, right_extension,
+        records, amplitude, over_noise, np.zeros(0, dtype=HIT_DTYPE) if hits is None else hits,
+        (previous, following), (head_to, tail_from), left_extension, right_extension,
     )  # fmt: skip
-    return hits if keep_hits else None
 
 
 @numba.njit(nogil=True, cache=True)

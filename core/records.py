@@ -20,8 +20,14 @@ import numpy as np
 
 from straxd.core.dtypes import HIT_DTYPE, N_TPC_PMTS, record_dtype
 from straxd.core.errors import ConfigInvalid
+from straxd.core.hits import hit_thresholds
 from straxd.core.plugin import Option, Plugin, SaveWhen
-from straxd.core.pulse import baselined_records, check_overlaps, cut_around_hits_in_place
+from straxd.core.pulse import (
+    baselined_records,
+    baselined_records_and_hits,
+    check_overlaps,
+    cut_around_hits_in_place,
+)
 from straxd.core.pulse_counts import NO_FOLLOWING, PulseCounter, pulse_count_dtype
 
 RECORDS_TYPES = ("records", "veto_regions", "pulse_counts")
@@ -188,12 +194,21 @@ def hit_records(
     """records of time-ordered TPC raw_records: baselined, counted (when ``counter`` is given;
     ``following_time`` as in ``PulseCounter.add``), then zeroed outside the hits; and, with
     ``keep_hits``, those hits (found before the cut), else None."""
-    r = baselined_records(
-        raw_records, baseline_samples=baseline_samples, allow_sloppy_chunking=allow_sloppy_chunking
-    )
+    left, right = save_outside_hits
+    hits = np.zeros(0, dtype=HIT_DTYPE) if keep_hits else None
+    if keep_hits and len(raw_records):
+        thresholds = hit_thresholds(raw_records, hit_min_amplitude, 0)
+        r, hits = baselined_records_and_hits(
+            raw_records, thresholds, baseline_samples, allow_sloppy_chunking
+        )
+    else:
+        r = baselined_records(
+            raw_records,
+            baseline_samples=baseline_samples,
+            allow_sloppy_chunking=allow_sloppy_chunking,
+        )
     if counter is not None:
         counter.add(r, following_time)
-    left, right = save_outside_hits
     # In place: r is this call's own array, and a copy would double the chunk's memory.
-    hits = cut_around_hits_in_place(r, hit_min_amplitude, left, right, keep_hits=keep_hits)
+    cut_around_hits_in_place(r, hit_min_amplitude, left, right, hits=hits)
     return r, hits

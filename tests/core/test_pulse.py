@@ -109,18 +109,37 @@ class TestAgainstStrax:
     def test_cut_keeping_its_hits(
         self, raw: np.ndarray, thresholds: list[int], extensions: tuple[int, int]
     ) -> None:
-        """Cutting around hits kept: the same records as cutting without, and (thresholds
-        positive) the kept hits are those found again in the cut records."""
-        records = _our_records(raw)
+        """Hits counted while baselining are find_hits' on the baselined records; cutting
+        around them gives the same records as cutting without, and (thresholds positive) they
+        are the hits found again in the cut records."""
+        amplitude = np.array(thresholds, float)
+        records, kept = pulse.baselined_records_and_hits(raw, (amplitude, np.zeros(6)))
+        assert records.tobytes() == _our_records(raw).tobytes()
+        assert kept.tobytes() == find_hits(records, amplitude).tobytes()
         cut = records.copy()
-        assert pulse.cut_around_hits_in_place(cut, np.array(thresholds, float), *extensions) is None
-        kept = pulse.cut_around_hits_in_place(
-            records, np.array(thresholds, float), *extensions, keep_hits=True
-        )
+        pulse.cut_around_hits_in_place(cut, amplitude, *extensions)
+        pulse.cut_around_hits_in_place(records, amplitude, *extensions, hits=kept)
         assert records.tobytes() == cut.tobytes()
-        assert kept is not None
-        again = find_hits(cut, np.array(thresholds, float))
-        assert kept.tobytes() == again.tobytes()
+        assert kept.tobytes() == find_hits(cut, amplitude).tobytes()
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        raw=raw_records(),
+        over_noise=st.sampled_from([0.0, 1.0, 3.5]),
+        sloppy=st.booleans(),
+    )
+    def test_hits_counted_while_baselining_over_noise(
+        self, raw: np.ndarray, over_noise: float, sloppy: bool
+    ) -> None:
+        """With a height-over-noise threshold too, and without first fragments (NaN noise),
+        the hits counted on the way are those found after."""
+        if sloppy:
+            raw = raw[raw["record_i"] != 0] if (raw["record_i"] != 0).any() else raw
+        amplitude, noise = np.full(6, 10.0), np.full(6, over_noise)
+        records, kept = pulse.baselined_records_and_hits(
+            raw, (amplitude, noise), allow_sloppy_chunking=True
+        )
+        assert kept.tobytes() == find_hits(records, amplitude, noise).tobytes()
 
     @settings(max_examples=40, deadline=None)
     @given(
