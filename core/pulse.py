@@ -24,6 +24,8 @@ from straxd.core.hits import (
 )
 
 NO_RECORD_LINK = -1
+# strax's baseline for fragments whose first fragment is missing, where sloppy chunking allows it.
+FALLBACK_BASELINE = 16000.0
 HITS_ONLY = 2  # strax ReductionLevel.HITS_ONLY
 
 
@@ -71,7 +73,7 @@ def baselined_records(
     baseline_samples: int = 40,
     flip: bool = True,
     allow_sloppy_chunking: bool = False,
-    fallback_baseline: float = 16000.0,
+    fallback_baseline: float = FALLBACK_BASELINE,
 ) -> np.ndarray:
     """strax's raw_to_records, zero_out_of_bounds, baseline and integrate in one pass.
 
@@ -99,8 +101,9 @@ def baselined_records_and_hits(
     The hits are counted while the records are written, which saves a pass over them.
     """
     records, n_hits = _records_of(
-        raw_records, thresholds, True, baseline_samples, True, allow_sloppy_chunking, 16000.0
-    )
+        raw_records, thresholds, True,
+        baseline_samples, True, allow_sloppy_chunking, FALLBACK_BASELINE,
+    )  # fmt: skip
     return records, find_hits_at(records, *thresholds, n_hits=n_hits)
 
 
