@@ -20,6 +20,7 @@ from straxd.core.chunk import (
     take_rows,
     take_rows_in_place,
 )
+from straxd.core.dtypes import peak_dtype
 from straxd.core.errors import CannotSplit, ChunkError
 from tests.strategies import TIME_DT_DTYPE, TIME_END_DTYPE, interval_arrays
 
@@ -234,6 +235,25 @@ class TestSort:
         data["time"] = [2**62, 0, 2**62]
         data["channel"] = [1, 4, -2]
         np.testing.assert_array_equal(sort_by_time(data), strax.sort_by_time(data))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    arr=st.sampled_from([TIME_DT_DTYPE, TIME_END_DTYPE, peak_dtype(4)]).flatmap(
+        lambda dtype: interval_arrays(dtype=dtype, max_length=2**31 - 1)
+    )
+)
+def test_endtime_is_time_plus_length_times_dt(arr: np.ndarray) -> None:
+    """Ends in int64 for length/dt rows of any widths (no int32 overflow), and the endtime
+    field itself where there is one."""
+    ends = endtime(arr)
+    assert ends.dtype == np.int64
+    if "endtime" in (arr.dtype.names or ()):
+        expected = arr["endtime"].astype(np.int64)
+    else:
+        lengths = [int(n) * int(dt) for n, dt in zip(arr["length"], arr["dt"], strict=True)]
+        expected = arr["time"].astype(np.int64) + np.array(lengths, dtype=np.int64)
+    np.testing.assert_array_equal(ends, expected)
 
 
 class TestSortKernels:
