@@ -162,17 +162,21 @@ def _add_peak_hits(
     # small offsets from it gives the same differences as of the full times, and is faster.
     base = (p["time"] // dt - _BASE_SAMPLES) * dt
     p_index, p_length = (p["time"] - base) // dt, int(p["length"])
+    # strax's shift = (peak time - hit time) // dt, compared without dividing (two 64-bit
+    # divisions a hit fewer: one chunk's peaklets 122 -> 117 ms): for integers L and dt > 0,
+    # floor(x / dt) <= -L  <=>  x < (1 - L) dt,  and  L <= floor(x / dt)  <=>  L dt <= x.
+    dt64 = np.int64(dt)
+    after_peak = (1 - np.int64(p_length)) * dt64
     for right_h_i in range(first_hit, len(hits)):
         h = hits[right_h_i]
-        shift = (p["time"] - h["time"]) // dt
-        if shift <= -p_length:
+        before_peak_by = p["time"] - h["time"]
+        if before_peak_by < after_peak:
             break
-        if h["length"] <= shift:
+        if np.int64(h["length"]) * dt64 <= before_peak_by:
             continue
         ch, record_i = h["channel"], np.int64(h["record_i"])
-        (h_start, h_end), (p_start, _) = overlap_indices(
-            (h["time"] - base) // dt, h["length"], p_index, p_length
-        )
+        h_index = (h["time"] - base) // dt
+        (h_start, h_end), (p_start, _) = overlap_indices(h_index, h["length"], p_index, p_length)
         # The hit's samples in time order: from the previous record of the pulse if it spills
         # into it, its own, the next one's. They do not overlap, and hit samples no record
         # covers are zero, which adds nothing: so this sums in strax's order.
@@ -184,7 +188,7 @@ def _add_peak_hits(
             if source_i == -1:
                 continue
             r = records[source_i]
-            h_offset, r_start, r_end = _record_overlap(h, r, base, int(dt))
+            h_offset, r_start, r_end = _record_overlap(h, r, base, int(dt), h_index)
             p["saturated_channel"][ch] |= _saturated(r, r_start, r_end)
             data, multiplier, fraction = r["data"], 2 ** r["amplitude_bit_shift"], r["baseline"] % 1
             first = max(h_start, h_offset)
@@ -215,15 +219,16 @@ def _saturated(record: np.ndarray, r_start: int, r_end: int) -> np.int8:
 
 @numba.njit(nogil=True, cache=True)
 def _record_overlap(
-    hit: np.ndarray, record: np.ndarray, base: int, dt: int
+    hit: np.ndarray, record: np.ndarray, base: int, dt: int, hit_index: int
 ) -> tuple[int, int, int]:
     """Where the record's samples inside the hit go: (hit index, record start, record end).
 
-    Sample indices count from ``base``, a multiple of ``dt``, when both have that dt. A record
-    not overlapping the hit fails as strax's empty ``max`` over its samples does.
+    Sample indices count from ``base``, a multiple of ``dt``, when both have that dt; the hit's
+    is ``hit_index`` then. A record not overlapping the hit fails as strax's empty ``max`` over
+    its samples does.
     """
     if hit["dt"] == dt and record["dt"] == dt:
-        hit_index, record_index = (hit["time"] - base) // dt, (record["time"] - base) // dt
+        record_index = (record["time"] - base) // dt
     else:
         hit_index, record_index = hit["time"] // hit["dt"], record["time"] // record["dt"]
     (h_start, _), (r_start, r_end) = overlap_indices(
