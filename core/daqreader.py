@@ -21,10 +21,11 @@ from typing import Any
 import numba
 import numpy as np
 
-from straxd.core.chunk import Chunk, endtime, sort_by_time, take_rows
+from straxd.core.chunk import Chunk, endtime
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
 from straxd.core.live_files import Fragments, group_in_place, read_dirs
+from straxd.core.rows import sort_by_time, take_rows
 
 ARTIFICIAL_DEADTIME_CHANNEL = 799
 DAQREADER_LINEAGE: dict[str, tuple[str, str, dict[str, Any]]] = {

@@ -19,10 +19,11 @@ import lz4.frame
 import numba
 import numpy as np
 
-from straxd.core.chunk import endtime, take_rows
+from straxd.core.chunk import endtime
 from straxd.core.compress import decompress_file_bytes, decompress_file_into
 from straxd.core.errors import BadInput, DataCorrupted
 from straxd.core.row_order import permute_rows_in_place
+from straxd.core.rows import take_rows
 
 # The packed sort key keeps (time - window start) above the channel shifted to be non-negative.
 _CHANNEL_BITS = 16

@@ -14,13 +14,14 @@ from typing import Any
 import numba
 import numpy as np
 
-from straxd.core.chunk import endtime, sort_by_time
+from straxd.core.chunk import endtime
 from straxd.core.dtypes import N_TOP_PMTS, N_TPC_PMTS, merged_s2s_dtype, peak_dtype
 from straxd.core.peak_properties import compute_properties
 from straxd.core.peak_waveform import store_downsampled_waveform
 from straxd.core.peaks import fully_contained_in
 from straxd.core.plugin import Option, Plugin
 from straxd.core.records import per_channel
+from straxd.core.rows import sort_by_time
 
 
 @numba.njit(nogil=True, cache=True)

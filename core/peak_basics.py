@@ -12,11 +12,12 @@ from typing import Any
 import numba
 import numpy as np
 
-from straxd.core.chunk import endtime, sort_by_time
+from straxd.core.chunk import endtime
 from straxd.core.dtypes import N_TOP_PMTS, N_TPC_PMTS, PEAK_BASICS_DTYPE, peaks_dtype
 from straxd.core.peaklets import touching_windows
 from straxd.core.peaks import fully_contained_in
 from straxd.core.plugin import Option, Plugin, SaveWhen
+from straxd.core.rows import sort_by_time
 
 FAR_XYPOS_S2_TYPE = 20
 

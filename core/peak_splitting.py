@@ -14,10 +14,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from straxd.core.chunk import sort_by_time
 from straxd.core.errors import BadInput
 from straxd.core.peak_properties import compute_properties
 from straxd.core.peak_waveform import sum_waveform
+from straxd.core.rows import sort_by_time
 
 
 @numba.njit(nogil=True, cache=True)

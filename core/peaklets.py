@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from straxd.core.chunk import endtime, sort_by_time_in_place, stable_time_order
+from straxd.core.chunk import endtime
 from straxd.core.dtypes import DIGITAL_SUM_WAVEFORM_CHANNEL, TIME_FIELDS
 from straxd.core.peak_waveform import overlap_indices, sum_waveform
 from straxd.core.peaks import fully_contained_in
+from straxd.core.rows import sort_by_time_in_place, stable_time_order
 
 
 @numba.njit(nogil=True, cache=True)

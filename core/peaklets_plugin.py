@@ -8,13 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import (
-    endtime,
-    sort_by_time,
-    stable_time_order,
-    take_rows,
-    take_rows_in_place,
-)
+from straxd.core.chunk import endtime
 from straxd.core.dtypes import HIT_DTYPE, N_TOP_PMTS, N_TPC_PMTS, peak_dtype
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.hits import find_hits
@@ -40,6 +34,7 @@ from straxd.core.peaks import (
 from straxd.core.plugin import Option, Plugin
 from straxd.core.pulse import record_links
 from straxd.core.records import per_channel
+from straxd.core.rows import sort_by_time, stable_time_order, take_rows, take_rows_in_place
 
 
 class Peaklets(Plugin):

@@ -1,4 +1,4 @@
-"""Kernels ordering rows by (time, channel), stably: the work behind chunk.sort_by_time.
+"""Kernels ordering rows by (time, channel), stably: the work behind rows.sort_by_time.
 
 Pure numba, GIL released, no IO. Every order here is the one a stable sort by time, then
 channel, gives; they differ only in how fast they get there for a given kind of disorder.

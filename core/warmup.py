@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core import chunk, daqreader, live_files, row_order
+from straxd.core import chunk, daqreader, live_files, row_order, rows
 from straxd.core.context import PLUGIN_CLASSES
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.filestore import FileStore
@@ -45,7 +45,7 @@ class _SimulatedRaw(SourcePlugin):
             start, end = i * _CHUNK_NS, (i + 1) * _CHUNK_NS
             raw = sim.window(i, start, end).records
             raw = raw[(raw["channel"] < 494) & (raw["time"] >= start)]
-            raw = chunk.sort_by_time(raw[chunk.endtime(raw) <= end])
+            raw = rows.sort_by_time(raw[chunk.endtime(raw) <= end])
             yield {"raw_records": chunk.Chunk("raw_records", "raw_records", _RUN, start, end, raw)}
 
 
@@ -64,7 +64,7 @@ def warm_up() -> float:
     """Run each kernel on a little data; returns the seconds it took."""
     started = time.monotonic()
     raw = Simulator(seed=1, event_rate_hz=200).window(0, 0, 20_000_000).records
-    raw = chunk.sort_by_time(raw[raw["channel"] < 494])
+    raw = rows.sort_by_time(raw[raw["channel"] < 494])
     result = pulse_processing(
         raw, 0, 20_000_000, hit_min_amplitude=np.full(494, 15.0), n_tpc_pmts=494
     )

@@ -79,8 +79,8 @@ def pulses_hitlets_peaks(
     baseline (saturation). Hitlets may run past their record, into a linked one or into
     nothing; peaks (dt 10, time-sorted, possibly long enough to downsample) cover them partly.
     """
-    from straxd.core.chunk import sort_by_time
     from straxd.core.dtypes import HIT_DTYPE, peak_dtype, record_dtype
+    from straxd.core.rows import sort_by_time
 
     dt = 10
     rows = []

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import Chunk, sort_by_time
+from straxd.core.chunk import Chunk
 from straxd.core.classification import PeakletClassification, classify
 from straxd.core.dtypes import merged_s2s_dtype, peaks_dtype, record_dtype
 from straxd.core.filestore import FileStore
@@ -20,6 +20,7 @@ from straxd.core.pipeline import Pipeline
 from straxd.core.pipeline_inputs import merge_chunks
 from straxd.core.plugin import Option, Registry, RunInPool, SourcePlugin
 from straxd.core.records import pulse_processing
+from straxd.core.rows import sort_by_time
 from straxd.core.storage_read import find
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal

@@ -14,7 +14,7 @@ import strax
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from straxd.core.chunk import Chunk, endtime, sort_by_time
+from straxd.core.chunk import Chunk, endtime
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.filestore import FileStore
 from straxd.core.fusion import RecordsToPeaklets, quiet_pieces
@@ -24,6 +24,7 @@ from straxd.core.plugin import Registry, RunInPool, SourcePlugin
 from straxd.core.pulse import baselined_records
 from straxd.core.pulse_counts import NO_FOLLOWING, PulseCounter
 from straxd.core.records import PulseProcessing
+from straxd.core.rows import sort_by_time
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal
 

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from straxd.core.chunk import take_rows
 from straxd.core.dtypes import raw_record_dtype
 from straxd.core.errors import BadInput
 from straxd.core.live_files import Fragments, group_in_place, read_dir, read_dirs
 from straxd.core.redax import LiveDataWriter, ReaderLayout
 from straxd.core.row_order import permute_rows_in_place
+from straxd.core.rows import take_rows
 
 ODD_ROW = np.dtype([("time", np.int64), ("channel", np.int16), ("tag", "S3")])  # 13 bytes
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from straxd.core.chunk import Chunk, sort_by_time
+from straxd.core.chunk import Chunk
 from straxd.core.classification import PeakletClassification, classify
 from straxd.core.dtypes import merged_s2s_dtype, peaks_dtype
 from straxd.core.errors import ConfigInvalid
@@ -19,6 +19,7 @@ from straxd.core.peak_basics import make_peak_basics, make_peaks
 from straxd.core.peaklets_plugin import Peaklets
 from straxd.core.pipeline_inputs import merge_chunks
 from straxd.core.records import pulse_processing
+from straxd.core.rows import sort_by_time
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal, run_straxen_script
 
@@ -158,9 +159,9 @@ def test_hit_features_equal_per_peak_sorting(rows: list[tuple[int, int, int]]) -
 )
 def test_hitlets_in_place_equal_numpy(rows: list[tuple[int, ...]], dt: int) -> None:
     """Widening in place (int16 arithmetic wrapping as numpy's) and re-sorting equals the copy."""
-    from straxd.core.chunk import sort_by_time
     from straxd.core.dtypes import HIT_DTYPE
     from straxd.core.peaklets import hitlets_of
+    from straxd.core.rows import sort_by_time
 
     hits = np.zeros(len(rows), dtype=HIT_DTYPE)
     for name, column in zip(

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from straxd.core import peaks, pulse
-from straxd.core.chunk import sort_by_time
 from straxd.core.dtypes import peak_dtype
 from straxd.core.hits import find_hits
 from straxd.core.records import pulse_processing
+from straxd.core.rows import sort_by_time
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal
 from tests.strategies import pulses_hitlets_peaks
