@@ -13,7 +13,8 @@ import numpy as np
 from straxd.core.dtypes import HIT_DTYPE
 from straxd.core.errors import BadInput
 
-# Hit thresholds beyond the int16 samples: no sample reaches the first, every one the second.
+# Thresholds beyond the int16 samples: none reaches a threshold above _NEVER_ABOVE (the least
+# integer then is ABOVE_EVERY_SAMPLE, which no sample reaches), every one reaches _ALWAYS_ABOVE.
 _NEVER_ABOVE = 2.0**15
 ABOVE_EVERY_SAMPLE = 2**15
 _ALWAYS_ABOVE = -(2**15)
