@@ -3,8 +3,9 @@
 Writes fakedaq runs of 10 s and 60 s (and 240 s with --long) at the default 25 MB/s, then, with
 one process pinned to one CPU:
 
-- straxd: ``straxer RUN --target event_info`` in a fresh process per run, after one unmeasured
-  run that fills numba's on-disk cache (as on a set-up host). Steady-state
+- straxd: ``straxer RUN --target event_info`` in a fresh process per run, after the live_data is
+  flushed to disk and one unmeasured run has filled numba's on-disk cache (as on a set-up
+  host). Steady-state
   throughput is (MB60 - MB10) / (wall60 - wall10); whole-process wall time of the 60 s run
   includes start-up; peak RSS per run.
 - straxen: one fresh process runs tests/straxen_chain.py (the test oracle) to make event_basics
@@ -106,6 +107,9 @@ def main() -> None:
         lengths = {10: 10.0, 60: 60.0, **({240: 240.0} if args.long else {})}
         for number, seconds in lengths.items():
             fakedaq(env, number, seconds, args.rate_mbs)
+        # The runs' live_data (4 GB with --long) would otherwise still be written back to disk
+        # while the first runs are timed: the 240 s run measured 65 s with it, 57 s without.
+        os.sync()
         # An unmeasured run first fills numba's on-disk cache, as `make setup` and a deployed
         # host have it: otherwise the first measured run compiles every kernel changed since
         # the cache was last filled, which inflates the steady-state figure.
