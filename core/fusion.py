@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import endtime
 from straxd.core.dtypes import HIT_DTYPE
 from straxd.core.peaklets import SaturationBuffer, longest_samples
 from straxd.core.peaklets_plugin import Peaklets, make_peaklets
+from straxd.core.peaks import interval_ends
 from straxd.core.plugin import Plugin, SaveWhen
 from straxd.core.pulse_counts import NO_FOLLOWING, PulseCounter
 from straxd.core.records import PulseProcessing, hit_records, tpc_raw_records
@@ -124,7 +124,7 @@ class RecordsToPeaklets(Plugin):
             inputs["raw_records"], p["n_tpc_pmts"], p["check_raw_record_overlaps"]
         )
         counter = PulseCounter(p["n_tpc_pmts"])
-        ends = endtime(raw)
+        ends = interval_ends(raw)
         pieces = quiet_pieces(raw["time"], ends, start, end, self.quiet_ns, self.piece_rows)
         made, buffers = [], []
         for piece in pieces:

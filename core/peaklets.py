@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from straxd.core.chunk import endtime
 from straxd.core.dtypes import DIGITAL_SUM_WAVEFORM_CHANNEL, TIME_FIELDS
 from straxd.core.peak_waveform import overlap_indices, sum_waveform
-from straxd.core.peaks import fully_contained_in
+from straxd.core.peaks import fully_contained_in, interval_ends
 from straxd.core.rows import sort_by_time_in_place, stable_time_order
 
 
@@ -49,7 +48,7 @@ def outside_regions(peaklets: np.ndarray, start: int, end: int) -> np.ndarray:
     if not len(peaklets):
         return np.zeros(0, dtype=TIME_FIELDS)
     out = np.zeros(len(peaklets) + 1, dtype=TIME_FIELDS)
-    ends = endtime(peaklets)
+    ends = interval_ends(peaklets)
     out["time"][0], out["endtime"][0] = start, peaklets["time"][0]
     out["time"][1:-1], out["endtime"][1:-1] = ends[:-1], peaklets["time"][1:]
     out["time"][-1], out["endtime"][-1] = ends[-1], end
@@ -292,7 +291,9 @@ def peak_saturation_correction(
         return np.zeros(0, dtype=np.int64)
     peak_list = np.where(peaks["n_saturated_channels"] > 0)[0]
     chosen = peaks[peak_list]
-    ranges = touching_windows(records["time"], endtime(records), chosen["time"], endtime(chosen))
+    ranges = touching_windows(
+        records["time"], interval_ends(records), chosen["time"], interval_ends(chosen)
+    )
     buffer = buffer or SaturationBuffer()
     buffer.used_samples = buffer.samples or longest_samples(peaks, int(records[0]["dt"]))
     overflowed = _saturation_buffers(

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from straxd.core.chunk import endtime
 from straxd.core.dtypes import HIT_DTYPE, N_TOP_PMTS, N_TPC_PMTS, peak_dtype
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.hits import find_hits
@@ -30,6 +29,7 @@ from straxd.core.peaks import (
     find_peaks,
     fully_contained_in,
     integrate_lone_hits,
+    interval_ends,
 )
 from straxd.core.plugin import Option, Plugin
 from straxd.core.pulse import record_links
@@ -207,7 +207,7 @@ def make_peaklets(
     )
     add_hit_features(hitlets, peaklets, order)
     counts = touching_windows(
-        hitlets["time"], endtime(hitlets), peaklets["time"], endtime(peaklets)
+        hitlets["time"], interval_ends(hitlets), peaklets["time"], interval_ends(peaklets)
     )
     peaklets["n_hits"] = np.diff(counts, axis=1).flatten()
     result = np.zeros(len(peaklets), dtype=out_dtype)

@@ -15,7 +15,7 @@ from straxd.core.records import pulse_processing
 from straxd.core.rows import sort_by_time
 from straxd.core.synth import DetectorModel, Simulator
 from tests.oracle import assert_struct_equal
-from tests.strategies import pulses_hitlets_peaks
+from tests.strategies import TIME_DT_DTYPE, TIME_END_DTYPE, interval_arrays, pulses_hitlets_peaks
 
 TO_PE = DetectorModel().to_pe()
 
@@ -280,3 +280,18 @@ class TestSplitting:
         )
         assert len(ours) > len(found)  # something was split
         assert_struct_equal(ours, theirs)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    arr=st.sampled_from([TIME_DT_DTYPE, TIME_END_DTYPE, peak_dtype(4)]).flatmap(
+        lambda dtype: interval_arrays(dtype=dtype, max_length=2**31 - 1)
+    )
+)
+def test_interval_ends_equal_endtime(arr: np.ndarray) -> None:
+    """The one-pass ends equal chunk.endtime for length/dt rows (any widths) and endtime rows."""
+    from straxd.core.chunk import endtime
+
+    ends = peaks.interval_ends(arr)
+    assert ends.dtype == np.int64
+    np.testing.assert_array_equal(ends, endtime(arr))
