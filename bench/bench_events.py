@@ -15,6 +15,10 @@ one process pinned to one CPU:
 Prints MB/s, the ratios straxd/straxen, and peak RSS. straxen stops at event_basics (its
 event_info needs calibration maps); straxd's event_info adds only a few columns.
 
+- floor: what the whole-process goal (10x straxen's first pass) leaves for processing once the
+  codecs alone (bench/codec_floor.py: decompressing the 60 s run's live_data, compressing its
+  raw_records, on the same CPU) and straxd's start-up (whole process minus pipeline) are paid.
+
 Usage: .venv/bin/python bench/bench_events.py [--rate-mbs 25] [--cpu 0] [--long]
 """
 
@@ -93,6 +97,23 @@ def straxen_passes(work: Path, env: dict[str, str], cpu: int, number: int) -> di
     return {"first_s": first_done - spawned, "warm_s": warm_done - first_done}
 
 
+def codec_floor(work: Path, env: dict[str, str], cpu: int, number: int) -> dict[str, float]:
+    """bench/codec_floor.py on straxd's output of one run, pinned to ``cpu``."""
+    run_id = f"{number:06d}"
+    script = REPO / "bench" / "codec_floor.py"
+    done = subprocess.run(
+        [
+            *("taskset", "-c", str(cpu), str(BIN / "python"), str(script)),
+            *(str(work / "live" / run_id), run_doc(env, number)["daq_config"]["compressor"]),
+            *(str(work / "straxd"), run_id),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate-mbs", type=float, default=25)
@@ -117,6 +138,7 @@ def main() -> None:
         ours = {n: straxer(work, env, args.cpu, n) for n in lengths}
         theirs = straxen_passes(work, env, args.cpu, 60)
         report(ours, theirs, args.rate_mbs)
+        report_floor(codec_floor(work, env, args.cpu, 60), ours[60], theirs["first_s"])
     finally:
         db.terminate()
         db.wait()
@@ -147,6 +169,24 @@ def report(ours: dict[int, dict[str, Any]], theirs: dict[str, float], rate_mbs: 
     cpu_s = ours[60]["cpu_s"]  # most first
     top = ", ".join(f"{step} {seconds:.1f}" for step, seconds in list(cpu_s.items())[:6])
     print(f"straxd 60 s run, worker CPU s: {top} (all steps {sum(cpu_s.values()):.1f})")
+
+
+def report_floor(floor: dict[str, float], run: dict[str, Any], straxen_first_s: float) -> None:
+    """Print what a 10x whole-process goal leaves for processing after codecs and start-up."""
+    start_up_s = run["process_wall_s"] - run["wall_s"]
+    fixed_s = floor["live_decompress_s"] + floor["raw_compress_s"] + start_up_s
+    goal_s = straxen_first_s / 10
+    print(
+        f"floor, 60 s run: live_data decompression {floor['live_decompress_s']:.2f} s "
+        f"({floor['live_mb']:.0f} MB), raw_records compression {floor['raw_compress_s']:.2f} s "
+        f"({floor['raw_mb']:.0f} MB), straxd start-up {start_up_s:.2f} s: {fixed_s:.1f} s"
+    )
+    left_s = goal_s - fixed_s
+    need = f"{run['mb'] / left_s:.0f} MB/s" if left_s > 0 else "impossible"
+    print(
+        f"10x whole process = {goal_s:.1f} s; after the floor {left_s:.1f} s remain for all "
+        f"processing of {run['mb']:.0f} MB -> {need} needed"
+    )
 
 
 if __name__ == "__main__":
