@@ -284,6 +284,8 @@ class LiveRun:
         Each type's rows are gathered from the decoded files straight into its own array.
         """
         ranges = np.array(list(self.config.channel_map.values()), dtype=np.int64)
+        if len(ranges) > np.iinfo(np.int8).max:
+            raise BadInput(f"{len(ranges)} subdetectors in the channel map; at most 127 work")
         which = []
         for piece in pieces:
             channels = piece.rows["channel"][piece.order]
@@ -351,8 +353,12 @@ def _find_break(time: np.ndarray, end: np.ndarray, min_gap: int, not_before: int
 
 @numba.njit(nogil=True, cache=True)
 def _which_detector(channels: np.ndarray, ranges: np.ndarray) -> tuple[np.ndarray, int]:
-    """Subdetector index of each fragment; the index of the first unknown channel, or -1."""
-    which = np.zeros(len(channels), np.int64)
+    """Subdetector index of each fragment; the index of the first unknown channel, or -1.
+
+    int8: one per row of a chunk, held while the chunk is rearranged (a channel map has a few
+    subdetectors).
+    """
+    which = np.zeros(len(channels), np.int8)
     for i in range(len(channels)):
         found = False
         for d in range(len(ranges)):

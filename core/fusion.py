@@ -133,8 +133,9 @@ class RecordsToPeaklets(Plugin):
         if len(pieces) > 1:
             # A piece whose saturation buffer overflowed may have lost a record that the whole
             # chunk's larger buffer keeps: redo it with the chunk's size.
-            peaklets = np.concatenate([m["peaklets"] for m in made])
-            chunk_samples = longest_samples(peaklets, int(raw["dt"][0]))
+            # The longest of each piece's longest: no chunk-sized copy of the peaklets for it.
+            dt = int(raw["dt"][0])
+            chunk_samples = max(longest_samples(m["peaklets"], dt) for m in made)
             for i, buffer in enumerate(buffers):
                 if buffer.overflowed and chunk_samples > buffer.used_samples:
                     made[i] = self._piece(raw, pieces[i], SaturationBuffer(chunk_samples), None)

@@ -8,6 +8,7 @@ write of the decoded data and one in-place permutation, and never a second copy 
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,12 +130,17 @@ def group_in_place(
         [p.order + (p.rows.ctypes.data - buffer.ctypes.data) // buffer.itemsize for p in pieces]
     )
     wanted = [positions[g] for g in groups]
+    del positions
     left_out = np.ones(len(buffer), np.bool_)
     for w in wanted:
         left_out[w] = False
-    permute_rows_in_place(buffer, np.concatenate([*wanted, np.flatnonzero(left_out)]))
-    ends = np.cumsum([len(w) for w in wanted])
-    return [buffer[e - len(w) : e] for w, e in zip(wanted, ends, strict=True)]
+    perm = np.concatenate([*wanted, np.flatnonzero(left_out)])
+    bounds = [0, *itertools.accumulate(len(w) for w in wanted)]
+    # The rearranging is the reader's peak of memory, with the whole chunk in it: only the
+    # permutation itself is kept for it, not the index arrays it was made of.
+    del wanted, left_out
+    permute_rows_in_place(buffer, perm)
+    return [buffer[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _decoded(compressor: str, file: Path, row_bytes: int) -> bytearray:
