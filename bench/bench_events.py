@@ -7,7 +7,7 @@ one process pinned to one CPU:
   flushed to disk and one unmeasured run has filled numba's on-disk cache (as on a set-up
   host). Steady-state
   throughput is (MB60 - MB10) / (wall60 - wall10); whole-process wall time of the 60 s run
-  includes start-up; peak RSS per run.
+  includes start-up; peak RSS per run, in MiB and in MB (10**6 bytes, as the throughput).
 - straxen: one fresh process runs tests/straxen_chain.py (the test oracle) to make event_basics
   of the 60 s run (first pass: import, compile and process), then again into empty storage (warm
   pass) in the same process.
@@ -154,7 +154,8 @@ def report(ours: dict[int, dict[str, Any]], theirs: dict[str, float], rate_mbs: 
     for number, run in ours.items():
         print(
             f"straxd  {number:3d} s run: {run['mb']:7.0f} MB in {run['process_wall_s']:6.1f} s "
-            f"(whole process), peak RSS {run['peak_rss_mb']:.0f} MB"
+            f"(whole process), peak RSS {run['peak_rss_mb']:.0f} MiB "
+            f"({run['peak_rss_mb'] * 2**20 / 1e6:.0f} MB)"
         )
     first_s, warm_s = theirs["first_s"], theirs["warm_s"]
     print(f"straxen  60 s run: first pass {first_s:6.1f} s, warm pass {warm_s:.1f} s")

@@ -80,7 +80,7 @@ def main() -> None:
         )
         print(
             f"straxd  straxer -> records: {wall:6.1f} s  {mb / wall:7.1f} MB/s "
-            f"(peak RSS {done['peak_rss_mb']:.0f} MB)"
+            f"(peak RSS {done['peak_rss_mb']:.0f} MiB)"
         )
         print(
             f"straxen DAQReader+PulseProcessing: {straxen_wall:6.1f} s  "

@@ -160,10 +160,11 @@ def main() -> None:
                 entry = {"type": "raw_records", "source": str(folder), "compressor": "zstd",
                          "target_mb": target_mb}  # fmt: skip
                 busy = worker_peak_mb(work, [entry], f"busy-{target_mb:.0f}")
+                grown_mb = (busy - idle) * 2**20 / 1e6  # RSS is in MiB, the target in MB
                 print(
-                    f"worker peak RSS {busy:.0f} MB, idle {idle:.0f} MB: "
-                    f"({busy:.0f} - {idle:.0f}) / {target_mb:.0f} MB target = "
-                    f"{(busy - idle) / target_mb:.2f} (goal < 1.2; strax's rechunker about 2)"
+                    f"worker peak RSS {busy:.0f} MiB, idle {idle:.0f} MiB: "
+                    f"{grown_mb:.0f} MB / {target_mb:.0f} MB target = "
+                    f"{grown_mb / target_mb:.2f} (goal < 1.2; strax's rechunker about 2)"
                 )
             daemons(work, bench_env(work, PORT), args.daemon_seconds, args.rate_mbs)
     finally:

@@ -1,5 +1,9 @@
 """Memory of the processing processes: glibc's malloc settings, and resident memory from /proc
-(Linux) for logs, heartbeats and run documents."""
+(Linux) for logs, heartbeats and run documents.
+
+Resident memory is in MiB (2**20 bytes) throughout, as straxen's ``memory_usage_mb`` (from
+memory_profiler) is, although the fields and functions say "mb".
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ def _status_mb(pid: int | str, key: str) -> float | None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory since it started (VmHWM).
+    """This process's peak resident memory since it started (VmHWM), in MiB.
 
     ``ru_maxrss`` is not used: Linux carries it over from the parent across fork and exec, so a
     child of a big process would report the parent's peak.
@@ -40,7 +44,7 @@ def peak_rss_mb() -> float:
 
 
 def rss_mb(pid: int) -> float | None:
-    """The current resident memory of a process in MB (None if it is gone)."""
+    """The current resident memory of a process in MiB (None if it is gone)."""
     return _status_mb(pid, "VmRSS")
 
 
