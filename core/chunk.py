@@ -243,10 +243,18 @@ class Rechunker:
     ``receive`` returns the chunks ready to be written; ``flush`` the rest at the end.
     """
 
-    def __init__(self, rechunk: bool = True, max_target_mb: float | None = None) -> None:
+    def __init__(
+        self,
+        rechunk: bool = True,
+        max_target_mb: float | None = None,
+        max_held_ns: int | None = None,
+    ) -> None:
         self.rechunk = rechunk
         # Live processing caps the target: whatever is held back here is held in memory.
         self.max_target_mb = max_target_mb
+        # ... and how long a stretch of the run is held: a type that fills its target slowly
+        # would otherwise be held for most of the run, so memory would grow with its length.
+        self.max_held_ns = max_held_ns
         self._cache: Chunk | None = None
 
     def receive(self, chunk: Chunk) -> list[Chunk]:
@@ -265,6 +273,14 @@ class Rechunker:
             t = int(chunk.data["time"][rows]) - DEFAULT_CHUNK_SPLIT_NS // 2
             piece, chunk = chunk.split(t, allow_early_split=False)
             ready.append(piece)
+        if (
+            len(chunk)
+            and self.max_held_ns is not None
+            and chunk.end - chunk.start >= self.max_held_ns
+        ):
+            ready.append(chunk)
+            self._cache = None
+            return ready
         # The rest is usually a small view of a large array: keep a copy, not the array.
         self._cache = chunk if chunk.data.base is None else chunk.with_data(chunk.data.copy())
         return ready

@@ -18,16 +18,25 @@ from straxd.core.storage_read import Status, find, status_of
 # targets later (restrax); here chunks are capped at this size. Every rechunked type holds up to
 # this much: at 16 MB the small event-level types alone grew a 240 s run by ~45 MB.
 LIVE_MAX_CHUNK_MB = 4
+# ... and no type holds more than this stretch of the run: the slow event-level types took most
+# of a 240 s run to reach 4 MB, holding 26 MiB together near its end (the peak RSS grew with the
+# run's length). With 30 s, all types together held 2-11 MiB (a file per type and 30 s).
+LIVE_MAX_HELD_S = 30.0
 
 
 class FileSink:
     """Saves one computed data type: optional rechunking in front of a ChunkWriter."""
 
     def __init__(
-        self, writer: ChunkWriter, rechunk: bool, max_chunk_mb: float | None = None
+        self,
+        writer: ChunkWriter,
+        rechunk: bool,
+        max_chunk_mb: float | None = None,
+        max_held_s: float | None = None,
     ) -> None:
         self.writer = writer
-        self.rechunker = Rechunker(rechunk, max_chunk_mb)
+        held_ns = None if max_held_s is None else int(max_held_s * 1e9)
+        self.rechunker = Rechunker(rechunk, max_chunk_mb, held_ns)
         self.folder: Path | None = None
 
     def write(self, chunk: Chunk) -> None:
@@ -55,11 +64,13 @@ class FileStore:
         extra_metadata: dict[str, Any] | None = None,
         fsync: bool = True,
         max_chunk_mb: float | None = LIVE_MAX_CHUNK_MB,
+        max_held_s: float | None = LIVE_MAX_HELD_S,
         compressors: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.compressors = compressors or {}
         self.max_chunk_mb = max_chunk_mb
+        self.max_held_s = max_held_s
         self.run_id = run_id
         self.overwrite = overwrite
         self.extra_metadata = extra_metadata or {}
@@ -94,6 +105,6 @@ class FileStore:
             overwrite=self.overwrite,
             fsync=self.fsync,
         )
-        sink = FileSink(writer, plugin.rechunks(data_type), self.max_chunk_mb)
+        sink = FileSink(writer, plugin.rechunks(data_type), self.max_chunk_mb, self.max_held_s)
         self.sinks[data_type] = sink
         return sink

@@ -222,6 +222,25 @@ class TestRechunkCap:
         assert max(len(c) for c in out) <= 200
         assert len(out) >= 5
 
+    def test_live_cap_bounds_how_long_a_stretch_is_held(self) -> None:
+        """A slow type is written once it has held 30 of the run's 100 units, not at the end."""
+        rows = np.zeros(100, TIME_END_DTYPE)
+        rows["time"] = np.arange(100) * 10_000
+        rows["endtime"] = rows["time"] + 100
+        inputs = [_chunk(rows[i : i + 1], i * 10_000, (i + 1) * 10_000) for i in range(100)]
+
+        def spans(held_ns: int | None) -> list[tuple[int, int, int]]:
+            rechunker = Rechunker(True, max_target_mb=4, max_held_ns=held_ns)
+            out = [c for chunk in inputs for c in rechunker.receive(chunk)] + rechunker.flush()
+            continuity_check(out)
+            assert sum(len(c) for c in out) == 100
+            return [(c.start, c.end, len(c)) for c in out]
+
+        assert spans(None) == [(0, 1_000_000, 100)]  # under the size cap: held to the end
+        capped = spans(300_000)
+        assert [n for _, _, n in capped] == [30, 30, 30, 10]
+        assert all(end - start <= 300_000 for start, end, _ in capped)
+
 
 class TestNoPinnedMemory:
     """Pieces handed on never keep a large array alive through a view (core/inflight.py)."""
