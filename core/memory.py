@@ -66,24 +66,6 @@ HEAP_THRESHOLD_BYTES = 4 * 2**20
 HEAP_TRIM_BYTES = 16 * 2**20
 
 
-def release_free_heap() -> bool:
-    """Give the heap's free pages back to the system now (glibc ``malloc_trim``); False where
-    that is not glibc.
-
-    The trim threshold only returns free space at the top of the heap. A chunk's processing
-    leaves its small arrays' space free all through the heap, pinned below blocks still in
-    use, and the next chunk is read into fresh pages on top of that: a 240 s run's peak RSS
-    was 488-494 MiB with that space kept and 477-478 MiB with it returned before each chunk
-    is read. The next chunk faults the pages in again, a few ms per chunk.
-    """
-    try:
-        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    malloc_trim(0)
-    return True
-
-
 def limit_heap_retention(
     threshold_bytes: int = HEAP_THRESHOLD_BYTES, trim_bytes: int = HEAP_TRIM_BYTES
 ) -> bool:

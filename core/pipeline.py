@@ -29,7 +29,6 @@ from straxd.core.chunk import Chunk
 from straxd.core.errors import BadInput, ConfigInvalid
 from straxd.core.fusion import fuse
 from straxd.core.inflight import InflightBytes
-from straxd.core.memory import release_free_heap
 from straxd.core.pipeline_inputs import InputAligner, OverlapWindow, common_range, merge_by_kind
 from straxd.core.plugin import Plugin, Registry, SaveWhen, SourcePlugin
 
@@ -262,9 +261,6 @@ class Pipeline:
             return
         limit_bytes = int(self.inflight_limit_mb * 1e6)
         await self._inflight.wait_below(limit_bytes, lambda: self._pool_calls == 0)
-        # The next chunk would otherwise grow the process on top of the free space the last
-        # one left in the heap.
-        await self.run_in_pool(release_free_heap)
 
     async def _load(self, data_type: str) -> None:
         self.report.types[data_type] = TypeReport(data_type, "loaded", saved=False)
