@@ -281,7 +281,9 @@ class LiveRun:
     ) -> dict[str, Chunk]:
         """One chunk per raw_records type: its subdetector's rows of the pieces, in order.
 
-        Each type's rows are gathered from the decoded files straight into its own array.
+        Each type's rows become one slice of the array the files were decoded into, rearranged
+        in place (``live_files.group_in_place``); only where artificial deadtime rows were added
+        are they gathered into an array of their own.
         """
         ranges = np.array(list(self.config.channel_map.values()), dtype=np.int64)
         if len(ranges) > np.iinfo(np.int8).max:
