@@ -118,6 +118,19 @@ def group_pulses(pulses: np.ndarray) -> np.ndarray:
     return out
 
 
+class GroupsAgain(Plugin):
+    """Gives its groups input back unchanged, as ``groups_again``."""
+
+    provides = ("groups_again",)
+    depends_on: tuple[str, ...] = ("groups",)
+
+    def infer_dtype(self) -> np.dtype[Any]:
+        return GROUP
+
+    def compute(self, chunk_i: int, start: int, end: int, **inputs: np.ndarray) -> np.ndarray:
+        return inputs["groups"]
+
+
 def _registry(**config: Any) -> Registry:
     return Registry([Pulses(config), Doubled(config), Groups(config)])
 
@@ -160,43 +173,21 @@ class TestPipeline:
 
     async def test_explicit_type_not_saved_unless_target(self, tmp_path: Path) -> None:
         """An EXPLICIT type computed on the way is not written."""
-        registry = _registry()
-
-        class Counter(Plugin):
-            provides = ("counter",)
-            depends_on = ("groups",)
-
-            def infer_dtype(self) -> np.dtype[Any]:
-                return GROUP
-
-            def compute(
-                self, chunk_i: int, start: int, end: int, **inputs: np.ndarray
-            ) -> np.ndarray:
-                return inputs["groups"]
-
-        registry = Registry([Pulses(), Doubled(), Groups(), Counter()])
+        registry = Registry([Pulses(), Doubled(), Groups(), GroupsAgain()])
         store = FileStore(tmp_path, RUN, fsync=False)
         with ThreadPoolExecutor(2) as pool:
-            pipeline = Pipeline(registry, store, RUN, ["counter"], pool)
+            pipeline = Pipeline(registry, store, RUN, ["groups_again"], pool)
             await pipeline.run()
         assert not store.has("groups", registry.lineage_hash("groups"))
-        assert store.has("counter", registry.lineage_hash("counter"))
+        assert store.has("groups_again", registry.lineage_hash("groups_again"))
 
     def test_scratch_inputs_owned_only_by_their_sole_consumer(self, tmp_path: Path) -> None:
         """A plugin may change an input in place only when nothing else reads or saves it."""
 
-        class Scratch(Plugin):
+        class Scratch(GroupsAgain):
             provides = ("scratch",)
             depends_on = ("groups", "pulses")
             scratch_inputs = ("groups", "pulses")
-
-            def infer_dtype(self) -> np.dtype[Any]:
-                return GROUP
-
-            def compute(
-                self, chunk_i: int, start: int, end: int, **inputs: np.ndarray
-            ) -> np.ndarray:
-                return inputs["groups"]
 
         def owned(targets: list[str]) -> frozenset[str]:
             scratch = Scratch()
