@@ -92,6 +92,8 @@ class LiveRunConfig:
         ranges = list(self.channel_map.values())
         if any(a[1] >= b[0] for a, b in itertools.pairwise(ranges)):
             raise BadInput(f"{where}: channel map ranges must be ascending and disjoint")
+        if len(ranges) > np.iinfo(np.int8).max:  # _which_detector's indices are int8
+            raise BadInput(f"{where}: {len(ranges)} subdetectors in the channel map; at most 127")
 
     @classmethod
     def from_run_doc(
@@ -286,8 +288,6 @@ class LiveRun:
         are they gathered into an array of their own.
         """
         ranges = np.array(list(self.config.channel_map.values()), dtype=np.int64)
-        if len(ranges) > np.iinfo(np.int8).max:
-            raise BadInput(f"{len(ranges)} subdetectors in the channel map; at most 127 work")
         which = []
         for piece in pieces:
             channels = piece.rows["channel"][piece.order]

@@ -336,6 +336,21 @@ class TestBadInput:
         with pytest.raises(BadInput, match=match):
             LiveRunConfig.from_run_doc(tmp_path, doc)
 
+    @pytest.mark.parametrize(
+        ("channel_map", "match"),
+        [
+            ({"tpc": (0, 493), "he": (400, 752)}, "ascending and disjoint"),
+            ({f"d{i}": (i, i) for i in range(128)}, "128 subdetectors"),
+        ],
+    )
+    def test_bad_channel_map(
+        self, tmp_path: Path, channel_map: dict[str, tuple[int, int]], match: str
+    ) -> None:
+        """Overlapping ranges, and more subdetectors than the reader indexes, are refused."""
+        with pytest.raises(BadInput, match=match):
+            _config(tmp_path, channel_map=channel_map)
+        _config(tmp_path, channel_map={f"d{i}": (i, i) for i in range(127)})  # the most allowed
+
     def test_run_without_data(self, tmp_path: Path) -> None:
         """A run with only empty files reads as empty chunks spanning the run."""
         config = self._run(tmp_path, fragments([]))
