@@ -208,12 +208,14 @@ def find_hit_integration_bounds(
     """Set left/right_integration of hits (in place): extended by ns, clipped to neighbours."""
     if not len(hits):
         return
+    # Records clip the bounds only when they may not go beyond them: only then their ends.
+    rec_end = np.zeros(0, np.int64) if allow_bounds_beyond_records else interval_ends(records)
     _integration_bounds(
         hits,
         np.asarray(excluded["time"]),
         interval_ends(excluded),
         np.asarray(records["time"]),
-        interval_ends(records),
+        rec_end,
         np.asarray(records["dt"]),
         int(save_outside_hits[0]),
         int(save_outside_hits[1]),
