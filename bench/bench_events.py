@@ -11,13 +11,12 @@ one process pinned to one CPU:
 - straxen: one fresh process runs tests/straxen_chain.py (the test oracle) to make event_basics
   of the 60 s run (first pass: import, compile and process), then again into empty storage (warm
   pass) in the same process.
-
-Prints MB/s, the ratios straxd/straxen, and peak RSS. straxen stops at event_basics (its
-event_info needs calibration maps); straxd's event_info adds only a few columns.
-
 - floor: what the whole-process goal (10x straxen's first pass) leaves for processing once the
   codecs alone (bench/codec_floor.py: decompressing the 60 s run's live_data, compressing its
   raw_records, on the same CPU) and straxd's start-up (whole process minus pipeline) are paid.
+
+Prints MB/s, the ratios straxd/straxen, peak RSS and the floor. straxen stops at event_basics
+(its event_info needs calibration maps); straxd's event_info adds only a few columns.
 
 Usage: .venv/bin/python bench/bench_events.py [--rate-mbs 25] [--cpu 0] [--long]
 """

@@ -161,7 +161,6 @@ def test_hitlets_in_place_equal_numpy(rows: list[tuple[int, ...]], dt: int) -> N
     """Widening in place (int16 arithmetic wrapping as numpy's) and re-sorting equals the copy."""
     from straxd.core.dtypes import HIT_DTYPE
     from straxd.core.peaklets import hitlets_of
-    from straxd.core.rows import sort_by_time
 
     hits = np.zeros(len(rows), dtype=HIT_DTYPE)
     for name, column in zip(
